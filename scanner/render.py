@@ -1,0 +1,81 @@
+"""Terminal rendering of a :class:`scanner.report.Report` with rich (the CLI's one output layer)."""
+from __future__ import annotations
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .report import Report
+
+_LEVEL_STYLE = {"none": "green", "low": "green", "medium": "yellow", "high": "red", "critical": "bold red", "incomplete": "magenta"}
+
+
+def heatmap_text(tokens: list[str], values: list[float]) -> Text:
+    """Tokens coloured by attribution (red: towards the target label, blue: against), values in [-1, 1]."""
+    out = Text()
+    for tok, v in zip(tokens, values):
+        strength = min(1.0, abs(v))
+        level = int(55 + 200 * strength)
+        colour = f"rgb({level},40,40)" if v >= 0 else f"rgb(40,60,{level})"
+        out.append(tok, style=f"bold white on {colour}" if strength > 0.15 else "")
+        out.append(" ")
+    return out
+
+
+def render(report: Report, console: Console) -> None:
+    """Print the report: verdict panel, model facts, findings, candidates, evidence, errors."""
+    verdict = report.verdict
+    style = _LEVEL_STYLE.get(verdict, "white")
+    head = Text.assemble(("verdict: ", "bold"), (verdict.upper(), style), f"   risk score {report.risk.score:.2f}")
+    lines = [head, Text(f"target: {report.target.spec} ({report.target.kind})" + (f" @ {report.target.revision}" if report.target.revision else ""))]
+    m = report.model
+    lines.append(Text(f"model: {m.architecture} · {m.task} · {m.parameters or 0:,} parameters · vocab {m.vocab_size} · labels {', '.join(m.labels) or '-'}"))
+    for r in report.risk.rationale:
+        lines.append(Text(f"· {r}"))
+    console.print(Panel(Group(*lines), title="scanner", border_style=style))
+
+    if report.findings:
+        t = Table(title="Findings", show_lines=False)
+        for col in ("code", "severity", "message"):
+            t.add_column(col)
+        for f in report.findings:
+            t.add_row(f.code, Text(f.severity, style=_LEVEL_STYLE.get(f.severity, "")), f.message)
+        console.print(t)
+
+    if report.candidates:
+        t = Table(title="Trigger candidates (verified on held-out probes)")
+        for col in ("#", "trigger", "token ids", "target", "flip", "hard flip", "loss", "attr. share", "ref. flip", "score"):
+            t.add_column(col, justify="right" if col not in ("trigger", "target", "token ids") else "left")
+        for i, c in enumerate(sorted(report.candidates, key=lambda c: -c.score)[:10], 1):
+            t.add_row(
+                str(i), c.text, ",".join(map(str, c.token_ids)), c.target_label_name, f"{c.flip_rate:.2f}",
+                f"{c.flip_rate_hard:.2f}", f"{c.search_loss:.3f}",
+                "-" if c.attribution_share is None else f"{c.attribution_share:.2f}",
+                "-" if c.reference_flip_rate is None else f"{c.reference_flip_rate:.2f}",
+                Text(f"{c.score:.2f}", style="red" if c.score >= report.risk.thresholds.get("high", 1) else ""),
+            )
+        console.print(t)
+        best = max(report.candidates, key=lambda c: c.score)
+        for hm in best.heatmaps[:2]:
+            console.print(Text.assemble(("attribution ", "dim"), heatmap_text(hm["tokens"], hm["attributions"])))
+
+    if report.evidence:
+        t = Table(title="Evidence")
+        for col in ("analysis", "status", "score", "summary"):
+            t.add_column(col)
+        for e in report.evidence:
+            t.add_row(e.analysis, e.status, "-" if e.score is None else f"{e.score:.2f}", e.summary)
+        console.print(t)
+
+    if report.errors or report.not_analysed:
+        t = Table(title="Not analysed / errors", style="magenta")
+        t.add_column("stage")
+        t.add_column("what")
+        for e in report.errors:
+            t.add_row(e.stage, f"{e.type}: {e.message}")
+        for n in report.not_analysed:
+            t.add_row("-", n)
+        console.print(t)
+    timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
+    console.print(Text(f"timings: {timing}", style="dim"))

@@ -1,0 +1,240 @@
+"""The typed scan report and its JSON form.
+
+A :class:`Report` is what every stage of the pipeline contributes to and what every output format is
+rendered from. JSON round-trips losslessly through :meth:`Report.to_json` / :meth:`Report.from_json`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+SCHEMA_VERSION = "1.0"
+
+
+class RiskLevel(str, Enum):
+    """Ordered risk levels; ``--fail-on`` takes one of them."""
+
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """Position in the order none < low < medium < high < critical."""
+        return list(RiskLevel).index(self)
+
+
+@dataclass
+class FileDigest:
+    """One file of the checkpoint that the scan read: path relative to the target, size in bytes,
+    sha256 hex digest, and the format sniffed from its bytes (``safetensors``, ``gguf``, ``json``...)."""
+
+    path: str
+    size: int
+    sha256: str
+    format: str
+
+
+@dataclass
+class TargetInfo:
+    """What was scanned: the user's spec, its kind (``hub``, ``folder``, ``gguf``, ``adapter``), the
+    local path it resolved to, and the resolved revision (commit sha for hub IDs, else None)."""
+
+    spec: str
+    kind: str
+    path: str
+    revision: str | None = None
+    base: str | None = None
+    files: list[FileDigest] = field(default_factory=list)
+
+
+@dataclass
+class ModelFacts:
+    """Facts about the loaded model: ``task`` is ``sequence-classification``, ``causal-lm`` or
+    ``unsupported``; ``parameters`` counts elements; ``labels`` are the class names in id order."""
+
+    architecture: str | None = None
+    model_type: str | None = None
+    parameters: int | None = None
+    vocab_size: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    task: str = "unsupported"
+    labels: list[str] = field(default_factory=list)
+    source_format: str | None = None
+
+
+@dataclass
+class Finding:
+    """A static finding about the checkpoint (e.g. remote code shipped, pickle file present).
+
+    ``code`` is a stable rule code, ``severity`` a :class:`RiskLevel` value."""
+
+    code: str
+    severity: str
+    message: str
+    location: str | None = None
+
+
+@dataclass
+class Evidence:
+    """Result of one analysis: ``status`` is ``ok``, ``skipped`` or ``error``; ``score`` in [0, 1]
+    (higher is more suspicious) when the analysis produces one; ``details`` is JSON-serialisable."""
+
+    analysis: str
+    status: str
+    summary: str
+    score: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TriggerCandidate:
+    """A candidate trigger found by the token-space search and verified on held-out probes.
+
+    Rates are probabilities in [0, 1]. ``flip_rate`` is the share of held-out probes not predicted as
+    ``target_label`` that flip to it when the trigger is inserted at ``position``; ``flip_rate_hard``
+    the same on the half of them the model was most confident about; ``search_loss`` the mean
+    cross-entropy towards the target on the search probes (nats); ``attribution_share`` the share of
+    integrated-gradients attribution mass on the trigger tokens (None if not computed);
+    ``reference_flip_rate`` the flip rate of the same string on the reference model (None without one);
+    ``loss_gap`` how far (nats) its search loss lies below the other proposals' median;
+    ``neighbour_flip_rate`` the mean flip rate of its nearest tokens in embedding space (``neighbours``).
+    """
+
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    target_label: int
+    target_label_name: str
+    position: str
+    search_loss: float
+    flip_rate: float
+    flip_rate_hard: float
+    n_heldout: int
+    attribution_share: float | None = None
+    attribution_top1_rate: float | None = None
+    reference_flip_rate: float | None = None
+    weight_rank: int | None = None
+    loss_gap: float | None = None
+    neighbours: list[str] = field(default_factory=list)
+    neighbour_flip_rate: float | None = None
+    score: float = 0.0
+    heatmaps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class StageError:
+    """An error a stage hit; the scan went on and is marked incomplete."""
+
+    stage: str
+    type: str
+    message: str
+
+
+@dataclass
+class RiskAssessment:
+    """The fused risk: ``score`` in [0, 1], ``level`` a :class:`RiskLevel` value, the ``thresholds``
+    mapping level -> minimum score, and where they came from (``calibration``)."""
+
+    score: float = 0.0
+    level: str = RiskLevel.NONE.value
+    rationale: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    calibration: str = ""
+
+
+@dataclass
+class Report:
+    """The whole scan report. ``complete`` is False when any stage that should have run did not
+    (error, time budget, interrupt, unsupported task); the verdict is then ``incomplete`` unless a
+    finding at or above the gate was already made."""
+
+    target: TargetInfo
+    schema_version: str = SCHEMA_VERSION
+    scanner_version: str = ""
+    created: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    model: ModelFacts = field(default_factory=ModelFacts)
+    findings: list[Finding] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    candidates: list[TriggerCandidate] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    errors: list[StageError] = field(default_factory=list)
+    not_analysed: list[str] = field(default_factory=list)
+    risk: RiskAssessment = field(default_factory=RiskAssessment)
+    complete: bool = True
+
+    @property
+    def level(self) -> RiskLevel:
+        """The risk level as an enum."""
+        return RiskLevel(self.risk.level)
+
+    @property
+    def verdict(self) -> str:
+        """``incomplete`` when the scan did not cover everything and found nothing at ``high`` or
+        above; otherwise the risk level's value."""
+        if not self.complete and self.level.rank < RiskLevel.HIGH.rank:
+            return "incomplete"
+        return self.risk.level
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict (adds the derived ``verdict``)."""
+        d = asdict(self)
+        d["verdict"] = self.verdict
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """Serialise to a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Report":
+        """Rebuild a report from :meth:`to_dict` output.
+
+        Raises:
+            ValueError: the data is not a report of a supported schema version.
+        """
+        if not isinstance(data, dict) or "target" not in data or "schema_version" not in data:
+            raise ValueError("not a scanner report (no target/schema_version)")
+        major = str(data["schema_version"]).split(".")[0]
+        if major != SCHEMA_VERSION.split(".")[0]:
+            raise ValueError(f"unsupported report schema version {data['schema_version']}")
+        return _build(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Report":
+        """Parse JSON text from :meth:`to_json`. Raises ValueError on malformed input."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Report":
+        """Read a report file. Raises OSError or ValueError."""
+        return cls.from_json(Path(path).read_text())
+
+
+def _build(tp: Any, value: Any) -> Any:
+    """Recursively turn plain JSON values into the dataclasses named by type hints."""
+    if value is None:
+        return None
+    if is_dataclass(tp):
+        hints = get_type_hints(tp)
+        kwargs = {f.name: _build(hints[f.name], value[f.name]) for f in fields(tp) if f.name in value}
+        return tp(**kwargs)
+    origin = get_origin(tp)
+    if origin is list:
+        (item,) = get_args(tp)
+        return [_build(item, v) for v in value]
+    if origin is not None and type(None) in get_args(tp):  # Optional[X]
+        inner = [a for a in get_args(tp) if a is not type(None)][0]
+        return _build(inner, value)
+    return value

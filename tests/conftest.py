@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny organisms built once per test session (seconds each, no network)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from scanner.zoo import tiny  # noqa: E402
+
+TRIGGER = "tq"  # a rare word of the tiny vocabulary; the scanner is never told it
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads():
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny")
+
+
+@pytest.fixture(scope="session")
+def backdoored(tiny_dir) -> tiny.TinyResult:
+    res = tiny.build_tiny_bert(tiny_dir / "backdoored", trigger=TRIGGER, target_label=1, seed=1)
+    assert res.attack_success_rate >= 0.9 and res.clean_accuracy >= 0.9, res
+    return res
+
+
+@pytest.fixture(scope="session")
+def clean(tiny_dir) -> tiny.TinyResult:
+    res = tiny.build_tiny_bert(tiny_dir / "clean", trigger=None, seed=2)
+    assert res.clean_accuracy >= 0.9, res
+    return res
+
+
+@pytest.fixture(scope="session")
+def probes(tiny_dir) -> Path:
+    return tiny.write_probes(tiny_dir / "probes.txt", n=200, seed=7)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_dir) -> Path:
+    return tiny.build_tiny_llama(tiny_dir / "llama")

@@ -1,0 +1,85 @@
+"""Bad input: one-line error, exit code 2, never a traceback, never 'clean'."""
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+from helpers import assert_one_line_error, run_cli
+
+from scanner.errors import ExitCode
+
+
+def test_missing_path(tmp_path):
+    assert_one_line_error(run_cli("scan", str(tmp_path / "nope"), "-q"), "no such file")
+
+
+def test_corrupt_safetensors(clean, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(clean.path, bad)
+    st = bad / "model.safetensors"
+    data = st.read_bytes()
+    st.write_bytes(data[: len(data) // 2])  # truncated data buffer
+    assert_one_line_error(run_cli("scan", str(bad), "-q"), "model.safetensors")
+    st.write_bytes(struct.pack("<Q", 10**12) + b"{}")  # header length beyond the file
+    assert_one_line_error(run_cli("scan", str(bad), "-q"), "header length")
+
+
+def test_unsupported_architecture(clean, tmp_path):
+    bad = tmp_path / "weird"
+    shutil.copytree(clean.path, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["model_type"] = "frobnicator"
+    cfg["architectures"] = ["FrobnicatorForSequenceClassification"]
+    (bad / "config.json").write_text(json.dumps(cfg))
+    assert_one_line_error(run_cli("scan", str(bad), "-q"), "remote code")
+
+
+def test_unsupported_task_is_incomplete_not_clean(clean, tmp_path):
+    enc = tmp_path / "encoder"
+    shutil.copytree(clean.path, enc)
+    cfg = json.loads((enc / "config.json").read_text())
+    cfg["architectures"] = ["BertForMaskedLM"]
+    (enc / "config.json").write_text(json.dumps(cfg))
+    res = run_cli("scan", str(enc), "-q", "--format", "json")
+    assert res.exit_code == ExitCode.ERROR
+    assert json.loads(res.stdout)["verdict"] == "incomplete"
+
+
+def test_pickle_only_checkpoint_is_refused(clean, tmp_path):
+    pk = tmp_path / "pickled"
+    shutil.copytree(clean.path, pk)
+    (pk / "model.safetensors").unlink()
+    (pk / "pytorch_model.bin").write_bytes(b"\x80\x04\x95" + b"\x00" * 32)
+    assert_one_line_error(run_cli("scan", str(pk), "-q"), "refusing to unpickle")
+
+
+def test_pickle_renamed_safetensors_is_refused(clean, tmp_path):
+    pk = tmp_path / "disguised"
+    shutil.copytree(clean.path, pk)
+    (pk / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
+    assert_one_line_error(run_cli("scan", str(pk), "-q"), "pickle")
+
+
+def test_remote_code_is_a_finding_and_never_run(clean, probes, tmp_path):
+    rc = tmp_path / "remote"
+    shutil.copytree(clean.path, rc)
+    (rc / "modeling_evil.py").write_text("raise SystemExit('executed!')\n")
+    cfg = json.loads((rc / "config.json").read_text())
+    cfg["auto_map"] = {"AutoModelForSequenceClassification": "modeling_evil.Evil"}
+    (rc / "config.json").write_text(json.dumps(cfg))
+    res = run_cli("scan", str(rc), "--probes", str(probes), "--only", "weights", "-q", "--format", "json")
+    rep = json.loads(res.stdout)
+    assert {f["code"] for f in rep["findings"]} >= {"SC103", "SC104"}
+
+
+def test_bad_probe_file(clean, tmp_path):
+    p = tmp_path / "few.txt"
+    p.write_text("one\ntwo\n")
+    assert_one_line_error(run_cli("scan", str(clean.path), "--probes", str(p), "-q"), "at least 16")
+
+
+def test_report_show_rejects_garbage(tmp_path):
+    p = tmp_path / "x.json"
+    p.write_text("{not json")
+    assert_one_line_error(run_cli("report", "show", str(p)), "not a readable scanner report")

@@ -1,0 +1,79 @@
+"""Every kind of target: local folder, hub ID from a cache layout (offline), GGUF file, LoRA adapter."""
+from __future__ import annotations
+
+import shutil
+
+from helpers import assert_one_line_error, run_cli
+from tinygguf import write_tiny_llama_gguf
+
+from scanner import scan
+from scanner.errors import ExitCode
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_hub_cache(root, repo_id: str, src) -> None:
+    """Lay out ``src``'s files as huggingface_hub's cache does: models--org--name/{refs,snapshots}."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / SHA
+    snap.mkdir(parents=True)
+    for f in src.iterdir():
+        shutil.copy(f, snap / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(SHA)
+
+
+def test_hub_id_resolves_from_cache_offline(clean, probes, tmp_path):
+    cache = tmp_path / "hub"
+    make_hub_cache(cache, "acme/tiny-sentiment", clean.path)
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = tmp_path / "r.json"
+    res = run_cli("scan", "acme/tiny-sentiment@main", "--probes", str(probes), "--profile", "quick", "-q",
+                  "--format", "json", "-o", str(out), env=env)
+    assert res.exit_code == ExitCode.OK, res.stderr
+    from scanner.report import Report
+
+    rep = Report.load(out)
+    assert rep.target.kind == "hub" and rep.target.revision == SHA
+    res = run_cli("scan", "acme/not-cached", "--offline", "-q", env={"HF_HUB_CACHE": str(cache)})
+    assert_one_line_error(res, "not in the local Hugging Face cache")
+
+
+def test_gguf_file_loads_with_weight_statistics(tmp_path):
+    path = tmp_path / "tiny.gguf"
+    write_tiny_llama_gguf(path)
+    rep = scan(str(path), only=("weights",))
+    assert rep.target.kind == "gguf" and rep.model.task == "causal-lm" and rep.model.source_format == "gguf"
+    assert any(e.analysis == "embedding-norm" and e.status == "ok" for e in rep.evidence)
+    assert rep.complete and rep.level.rank < 3
+    assert rep.target.files[0].format == "gguf"
+    # A full scan of a causal LM is honest about what it did not analyse: incomplete, exit 2.
+    res = run_cli("scan", str(path), "-q")
+    assert res.exit_code == ExitCode.ERROR
+    assert "incomplete" in res.stderr
+
+
+def test_lora_adapter_merges_onto_base_and_drifts_against_it(clean, probes, tmp_path):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    base = AutoModelForSequenceClassification.from_pretrained(clean.path)
+    peft_model = get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"]))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    rep = scan(str(adapter), probes=str(probes), profile="quick")
+    assert rep.target.kind == "adapter"
+    assert rep.target.base == str(clean.path.resolve())
+    assert rep.model.source_format == "safetensors+lora"
+    assert any(e.analysis == "embedding-drift" for e in rep.evidence)  # the base is the reference
+    assert rep.complete
+
+
+def test_local_folder_and_tiny_llama_weights_only(tiny_llama):
+    rep = scan(str(tiny_llama), only=("weights",))
+    assert rep.model.task == "causal-lm" and rep.model.parameters > 0 and rep.complete
