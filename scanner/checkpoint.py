@@ -14,7 +14,8 @@ from typing import Any
 
 from .errors import CorruptCheckpoint, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
 from .formats import sha256_file, sniff, validate_gguf, validate_safetensors
-from .report import FileDigest, Finding, ModelFacts, RiskLevel
+from . import rules
+from .report import FileDigest, Finding, ModelFacts
 from .target import ResolvedTarget, resolve
 
 PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
@@ -64,14 +65,14 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         files.append(FileDigest(rel, p.stat().st_size, sha256_file(p), fmt))
         if p.suffix == ".safetensors":
             if fmt in {"pickle", "zip"}:
-                findings.append(Finding("SC101", RiskLevel.CRITICAL.value, f"{rel} is named .safetensors but holds a {fmt} archive", rel))
+                findings.append(Finding(rules.PICKLE_DISGUISED.code, rules.PICKLE_DISGUISED.severity.value, f"{rel} is named .safetensors but holds a {fmt} archive", rel))
                 raise UnsafeCheckpoint(f"{rel}: named .safetensors but its bytes are a {fmt} archive; refusing to load")
             validate_safetensors(p)
             has_st = True
         elif p.suffix in PICKLE_SUFFIXES or fmt in {"pickle", "zip"}:
-            findings.append(Finding("SC102", RiskLevel.MEDIUM.value, f"pickle-based file {rel} present; not unpickled", rel))
+            findings.append(Finding(rules.PICKLE_FILE.code, rules.PICKLE_FILE.severity.value, f"pickle-based file {rel} present; not unpickled", rel))
         elif p.suffix == ".py":
-            findings.append(Finding("SC103", RiskLevel.MEDIUM.value, f"checkpoint ships Python code {rel}; never executed", rel))
+            findings.append(Finding(rules.PYTHON_CODE.code, rules.PYTHON_CODE.severity.value, f"checkpoint ships Python code {rel}; never executed", rel))
     for index in folder.glob("*.safetensors.index.json"):
         _check_index(folder, index)
     return files, findings, has_st
@@ -136,14 +137,14 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
     files, findings, has_st = inspect_folder(folder, allow_pickle=allow_pickle)
     cfg = read_config(folder)
     if "auto_map" in cfg:
-        findings.append(Finding("SC104", RiskLevel.MEDIUM.value, "config.json has auto_map (custom remote code); trust_remote_code stays off", "config.json"))
+        findings.append(Finding(rules.REMOTE_CODE.code, rules.REMOTE_CODE.severity.value, "config.json has auto_map (custom remote code); trust_remote_code stays off", "config.json"))
     facts = ModelFacts(
         architecture=(cfg.get("architectures") or [None])[0], model_type=cfg.get("model_type"),
         task=task_of(cfg.get("architectures")), source_format="safetensors" if has_st else None,
     )
     ck = Checkpoint(target, facts, files, findings, config=cfg)
     if not has_st:
-        if not any(f.code == "SC102" for f in findings):
+        if not any(f.code == rules.PICKLE_FILE.code for f in findings):
             raise CorruptCheckpoint(f"{folder}: no weight files (*.safetensors) found")
         if not allow_pickle:
             raise UnsafeCheckpoint(
