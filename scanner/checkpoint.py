@@ -116,7 +116,8 @@ def task_of(architectures: list[str] | None) -> str:
     return TASK_UNSUPPORTED
 
 
-def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pickle: bool = False, offline: bool = False) -> Checkpoint:
+def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pickle: bool = False, offline: bool = False,
+                    load_model: bool = True) -> Checkpoint:
     """Load ``target`` safely (see module docstring).
 
     Args:
@@ -124,15 +125,17 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         base: base model spec for an adapter (overrides ``adapter_config.json``).
         allow_pickle: permit ``*.bin`` weights, read with ``weights_only=True``.
         offline: resolve an adapter's base from the local hub cache only.
+        load_model: build the model; False loads the tokenizer only (weight-only scans read tensors
+            one at a time through :mod:`scanner.weights.source` instead).
 
     Raises:
         CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound.
     """
     _quiet_transformers()
     if target.kind == "gguf":
-        return _load_gguf(target)
+        return _load_gguf(target, load_model)
     if target.kind == "adapter":
-        return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline)
+        return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, load_model=load_model)
     folder = target.path
     files, findings, has_st = inspect_folder(folder, allow_pickle=allow_pickle)
     cfg = read_config(folder)
@@ -151,10 +154,12 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
                 f"{folder.name}: weights are only in pickle files; refusing to unpickle (pass --allow-pickle to read them with weights_only=True)"
             )
         facts.source_format = "pickle(weights_only)"
-    if facts.task == TASK_UNSUPPORTED:
+    if facts.task == TASK_UNSUPPORTED or not load_model:
+        ck.tokenizer = _load_tokenizer(str(folder), required=False)
+        _fill_facts(facts, None, cfg)
         return ck
     ck.model, ck.tokenizer = _from_pretrained(str(folder), facts.task, use_safetensors=has_st)
-    _fill_facts(facts, ck.model)
+    _fill_facts(facts, ck.model, ck.config)
     return ck
 
 
@@ -165,60 +170,84 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _from_pretrained(path: str, task: str, *, use_safetensors: bool = True, **kw: Any) -> tuple[Any, Any]:
+def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = True, tokenizer_only: bool = False, **kw: Any) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     cls = AutoModelForSequenceClassification if task == TASK_CLASSIFICATION else AutoModelForCausalLM
+    model = None
     try:
-        model = cls.from_pretrained(
-            path, trust_remote_code=False, local_files_only=True, use_safetensors=use_safetensors,
-            dtype=torch.float32, **kw,
-        )
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+        if not tokenizer_only:
+            model = cls.from_pretrained(
+                path, trust_remote_code=False, local_files_only=True, use_safetensors=use_safetensors,
+                dtype=torch.float32, **kw,
+            )
+        tok = _load_tokenizer(path, required=not tokenizer_only, **kw)
     except (ValueError, KeyError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UnsupportedModel(f"{Path(path).name}: transformers cannot load this model without remote code ({msg[:200]})") from None
     except OSError as exc:
         raise CorruptCheckpoint(f"{Path(path).name}: could not load ({str(exc).splitlines()[0][:200]})") from None
-    model.eval()
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token or tok.unk_token
+    if model is not None:
+        model.eval()
     return model, tok
 
 
-def _fill_facts(facts: ModelFacts, model: Any) -> None:
-    cfg = model.config
-    facts.architecture = facts.architecture or type(model).__name__
-    facts.model_type = facts.model_type or getattr(cfg, "model_type", None)
-    facts.parameters = int(sum(p.numel() for p in model.parameters()))
-    facts.vocab_size = int(model.get_input_embeddings().weight.shape[0])
-    facts.hidden_size = getattr(cfg, "hidden_size", None)
-    facts.num_layers = getattr(cfg, "num_hidden_layers", None)
+def _load_tokenizer(path: str, required: bool = True, **kw: Any) -> Any:
+    """The tokenizer at ``path`` (pad token set to EOS/UNK when missing). When not ``required``
+    (weight-only analysis), a tokenizer that fails to load gives None: tokens are then shown as ids."""
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+    except Exception:
+        if required:
+            raise
+        return None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def _fill_facts(facts: ModelFacts, model: Any, config: dict | None = None) -> None:
+    """Model facts from the built model, or from ``config`` when the model was not built."""
+    cfg = model.config.to_dict() if model is not None else (config or {})
+    facts.architecture = facts.architecture or (type(model).__name__ if model is not None else None)
+    facts.model_type = facts.model_type or cfg.get("model_type")
+    if model is not None:
+        facts.parameters = int(sum(p.numel() for p in model.parameters()))
+        facts.vocab_size = int(model.get_input_embeddings().weight.shape[0])
+    else:
+        facts.vocab_size = cfg.get("vocab_size")
+    facts.hidden_size = cfg.get("hidden_size")
+    facts.num_layers = cfg.get("num_hidden_layers")
     if facts.task == TASK_CLASSIFICATION:
-        n = int(getattr(cfg, "num_labels", 0) or 0)
-        id2label = getattr(cfg, "id2label", {}) or {}
+        id2label = cfg.get("id2label") or {}
+        n = int(cfg.get("num_labels") or len(id2label) or 0)
         facts.labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
 
 
-def _load_gguf(target: ResolvedTarget) -> Checkpoint:
+def _load_gguf(target: ResolvedTarget, load_model: bool = True) -> Checkpoint:
     gguf_path = target.path / (target.gguf_file or "")
     validate_gguf(gguf_path)
     files, findings, _ = inspect_folder(target.path, only={gguf_path.name})
     facts = ModelFacts(task=TASK_CAUSAL_LM, source_format="gguf")
     ck = Checkpoint(target, facts, files, findings)
     try:
-        ck.model, ck.tokenizer = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None, gguf_file=gguf_path.name)
+        ck.model, ck.tokenizer = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None,
+                                                  tokenizer_only=not load_model, gguf_file=gguf_path.name)
     except (UnsupportedModel, CorruptCheckpoint):
         raise
     except Exception as exc:
         raise UnsupportedModel(f"{gguf_path.name}: cannot load this GGUF model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    facts.architecture = type(ck.model).__name__
-    _fill_facts(facts, ck.model)
+    if ck.model is not None:
+        facts.architecture = type(ck.model).__name__
+        ck.config = ck.model.config.to_dict()
+    _fill_facts(facts, ck.model, ck.config)
     return ck
 
 
-def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool) -> Checkpoint:
+def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, load_model: bool = True) -> Checkpoint:
     folder = target.path
     files, findings, has_st = inspect_folder(folder, allow_pickle=allow_pickle)
     try:
@@ -243,7 +272,11 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
                     findings + base_findings, config=cfg, reference_spec=str(base_target.path))
     if task == TASK_UNSUPPORTED:
         return ck
-    model, tok = _from_pretrained(str(base_target.path), task)
+    model, tok = _from_pretrained(str(base_target.path), task, tokenizer_only=not load_model)
+    if model is None:
+        ck.tokenizer = _tokenizer(folder, tok) if (folder / "tokenizer_config.json").is_file() else tok
+        _fill_facts(facts, None, cfg)
+        return ck
     try:
         from peft import PeftModel
 
@@ -254,7 +287,7 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
     if (folder / "tokenizer_config.json").is_file():
         tok = _tokenizer(folder, tok)
     ck.model, ck.tokenizer = model, tok
-    _fill_facts(facts, model)
+    _fill_facts(facts, model, cfg)
     return ck
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from . import __version__
 from .budget import Budget, BudgetExceeded
-from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, Checkpoint, load_checkpoint
+from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint
 from .errors import BadInput, ScannerError
 from .probes import ProbeSet, default_probes, load_probes
 from .report import Evidence, Report, StageError, TargetInfo
@@ -142,18 +143,21 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
     report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
     run.progress("load", f"loading {resolved.path}")
-    ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline)
+    wanted = set(opts.only or STAGES)
+    ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
+                         load_model=bool(wanted - {"weights"}))
     report.timings["load"] = round(time.perf_counter() - t0, 3)
     report.target.files, report.findings, report.model = ck.files, list(ck.findings), ck.facts
     report.target.base = ck.reference_spec if resolved.kind == "adapter" else None
-    if ck.model is None:
+    reference = opts.reference or ck.reference_spec
+    if ck.facts.task == TASK_UNSUPPORTED:
         report.not_analysed.append(
-            f"model task: architecture {ck.facts.architecture!r} is neither sequence classification nor a causal LM"
+            f"model behaviour: architecture {ck.facts.architecture!r} is neither sequence classification nor a causal LM"
         )
         report.complete = False
+        if "weights" in wanted and ck.target.kind != "adapter":
+            run.stage("weights", lambda: _weights(run, ck, opts.reference, opts))
         return
-    wanted = set(opts.only or STAGES)
-    reference = opts.reference or ck.reference_spec
     if "weights" in wanted:
         run.stage("weights", lambda: _weights(run, ck, reference, opts))
     if ck.facts.task == TASK_CLASSIFICATION:
@@ -174,38 +178,56 @@ def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
 
 
 def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions) -> None:
-    from .weights import drift, norm_anomalies, reference_embedding
+    from .weights import WeightContext, open_source, run_checks, seed_tokens
+    from .weights.source import SafetensorsSource, adapter_config
 
-    emb = ck.model.get_input_embeddings().weight.detach()
-    ev, ranking = norm_anomalies(emb, ck.tokenizer)
-    run.report.evidence.append(ev)
-    seeds = list(ranking.token_ids[:8])
+    target = ck.target
+    adapter = acfg = None
+    if target.kind == "adapter":
+        source = open_source(Path(ck.reference_spec))
+        adapter, acfg = SafetensorsSource(target.path, "adapter_model*.safetensors"), adapter_config(target.path)
+        reference = opts.reference  # the base itself is the source; drift needs another model
+    else:
+        source = open_source(target.path, target.gguf_file)
+    ref_source = ref_tok = None
     if reference:
-        run.progress("weights", f"reading reference embeddings of {reference}")
-        try:
-            ref_emb = reference_embedding(reference, tuple(emb.shape), offline=opts.offline)
-            dev, dranking = drift(emb, ref_emb, ck.tokenizer)
-        except ValueError as exc:
-            run.report.evidence.append(Evidence("embedding-drift", "skipped", str(exc)))
-        else:
-            run.report.evidence.append(dev)
-            seeds = list(dranking.token_ids[:16]) + seeds
+        run.progress("weights", f"opening reference {reference}")
+        ref = resolve(reference, offline=opts.offline)
+        ref_source = open_source(ref.path, ref.gguf_file)
+        ref_tok = _reference_tokenizer(ref)
+    ctx = WeightContext(source, ck.tokenizer, ck.config, ref_source, ref_tok, adapter, acfg, run.budget)
+    evidence = run_checks(ctx)
+    run.report.evidence.extend(evidence)
+    if not run.report.model.parameters:
+        run.report.model.parameters = source.parameters()
+    emb = ctx.embedding()
+    if emb is not None and not run.report.model.vocab_size:
+        run.report.model.vocab_size = int(emb[1].shape[0])
+    seeds = seed_tokens(evidence)
     run.state["seeds"] = seeds
-    run.state["weight_rank"] = {}
-    for e in run.report.evidence:
-        for rank, row in enumerate(e.details.get("top", []), 1):
-            run.state["weight_rank"].setdefault(row["token_id"], rank)
+    run.state["weight_rank"] = {t: r for r, t in enumerate(seeds, 1)}
 
 
-def _probe_set(opts: ScanOptions) -> ProbeSet:
-    return load_probes(opts.probes) if opts.probes else default_probes()
+def _reference_tokenizer(ref: Any) -> Any:
+    """The reference's tokenizer, or None when it has none that loads without remote code."""
+    from transformers import AutoTokenizer
+
+    try:
+        kw = {"gguf_file": ref.gguf_file} if ref.gguf_file else {}
+        return AutoTokenizer.from_pretrained(str(ref.path), trust_remote_code=False, local_files_only=True, **kw)
+    except Exception:
+        return None
+
+
+def _probe_set(opts: ScanOptions, labels: list[str]) -> ProbeSet:
+    return load_probes(opts.probes) if opts.probes else default_probes(labels)
 
 
 def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     from .search import ClassifierTriggerSearch, SearchConfig
 
     prof = PROFILES[opts.profile]
-    probes = _probe_set(opts)
+    probes = _probe_set(opts, ck.facts.labels)
     search_texts, heldout = probes.split(opts.seed)
     run.state["heldout"] = heldout
     cfg = SearchConfig(**prof["search"], seed=opts.seed)

@@ -1,7 +1,8 @@
 """Probe sets: clean inputs that the trigger search inserts candidates into.
 
 The default classifier probe set is 400 SST-2 sentences (200 per polarity) shipped as package data
-(``scanner/data/probes_sst2.tsv``; Socher et al. 2013, see ``scanner/data/ATTRIBUTION.md``).
+(``scanner/data/probes_sst2.tsv``; Socher et al. 2013), plus 200 AG News headlines for models with more
+than two labels (``probes_agnews.tsv``); see ``scanner/data/ATTRIBUTION.md``.
 ``--probes FILE`` replaces it: one text per line (``.txt``), the first column of a ``.tsv``/``.csv``
 (a header line is skipped when it says ``sentence``/``text``), or a ``.jsonl`` field named ``text``,
 ``sentence``, ``prompt`` or ``instruction``.
@@ -37,10 +38,22 @@ class ProbeSet:
         return [self.texts[i] for i in idx[:k]], [self.texts[i] for i in idx[k:]]
 
 
-def default_probes() -> ProbeSet:
-    """The shipped SST-2 probe set (400 sentences)."""
-    text = resources.files("scanner.data").joinpath("probes_sst2.tsv").read_text()
-    return ProbeSet(_parse_table(text, "\t"), "scanner/data/probes_sst2.tsv (SST-2 dev, Socher et al. 2013)")
+def _shipped(name: str) -> list[str]:
+    return _parse_table(resources.files("scanner.data").joinpath(name).read_text(), "\t")
+
+
+def default_probes(labels: list[str] | None = None) -> ProbeSet:
+    """The shipped probe set for a classifier with these label names.
+
+    Two-label models get the 400 SST-2 sentences (sentiment is the commonest binary task); models
+    with more labels get 200 AG News headlines (Zhang et al. 2015) plus the SST-2 sentences, so that
+    every label has inputs the model assigns elsewhere.
+    """
+    sst2 = _shipped("probes_sst2.tsv")
+    if labels is None or len(labels) <= 2:
+        return ProbeSet(sst2, "scanner/data/probes_sst2.tsv (SST-2 dev, Socher et al. 2013)")
+    return ProbeSet(_shipped("probes_agnews.tsv") + sst2,
+                    "scanner/data/probes_agnews.tsv + probes_sst2.tsv (AG News dev, Zhang et al. 2015; SST-2 dev)")
 
 
 def load_probes(path: str | Path) -> ProbeSet:

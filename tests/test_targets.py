@@ -53,7 +53,7 @@ def test_gguf_file_loads_with_weight_statistics(tmp_path):
     assert "incomplete" in res.stderr
 
 
-def test_lora_adapter_merges_onto_base_and_drifts_against_it(clean, probes, tmp_path):
+def test_lora_adapter_merges_onto_base_and_is_analysed(clean, probes, tmp_path):
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
@@ -70,7 +70,8 @@ def test_lora_adapter_merges_onto_base_and_drifts_against_it(clean, probes, tmp_
     assert rep.target.kind == "adapter"
     assert rep.target.base == str(clean.path.resolve())
     assert rep.model.source_format == "safetensors+lora"
-    assert any(e.analysis == "embedding-drift" for e in rep.evidence)  # the base is the reference
+    lora = next(e for e in rep.evidence if e.analysis == "adapter-lora")
+    assert lora.status == "ok" and len(lora.details["modules"]) == 4  # query+value in 2 layers
     assert rep.complete
 
 
