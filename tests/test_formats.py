@@ -197,3 +197,10 @@ def test_findings_of_every_code_render(tmp_path):
     assert {r["ruleId"] for r in log["runs"][0]["results"]} == {c for c, r in rules.RULES.items() if r.policy}
     md = to_markdown(rep)
     assert all(code in md for code, r in rules.RULES.items() if r.policy)
+
+
+def test_readme_lists_every_rule_code():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for code, rule in rules.RULES.items():
+        assert f"| `{code}` | {rule.name} |" in readme, code
+    assert "github/codeql-action/upload-sarif" in readme and "## Reading a report" in readme and "## CI" in readme
