@@ -42,6 +42,9 @@ def exit_code(report: Report, fail_on: RiskLevel) -> ExitCode:
     return ExitCode.OK
 
 
+_NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Main(click.Group):
     """The root group: turns click's usage errors into one ``error: ...`` line and exit 2."""
 
@@ -55,6 +58,9 @@ class _Main(click.Group):
         except click.ClickException as exc:
             if not standalone:
                 raise
+            if isinstance(exc, _NO_ARGS_HELP):  # a bare `scanner` or `scanner report`: show help as click does
+                exc.show()
+                sys.exit(exc.exit_code)
             click.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(ExitCode.ERROR if exc.exit_code == 2 else exc.exit_code)
 

@@ -147,9 +147,10 @@ def test_html_is_self_contained_and_shows_everything(backdoored_report):
     assert "Not analysed / errors" in hostile and "stopped by the time budget" in hostile
 
 
-def test_human_text_has_no_colour_codes():
-    text = render(sample_report(), "human")
+def test_human_text_has_no_colour_codes_and_marks_the_policy():
+    text = render(apply_policy(sample_report(), suppress=["SC103"], severity={"SC201": "low"}, fail_on="high"), "human")
     assert "verdict: CRITICAL" in text and "\x1b[" not in text
+    assert "medium, suppressed" in text and "low (was medium)" in text and "gate --fail-on high: fails" in text
 
 
 # --- CLI plumbing -----------------------------------------------------------------------------------
