@@ -1,20 +1,31 @@
-"""Command-line interface: ``scanner scan``, ``scanner report show``, ``scanner zoo``.
+"""Command-line interface: ``scanner scan``, ``scanner report show|diff``, ``scanner config show``,
+``scanner zoo``.
 
 The only place that prints. Progress goes to stderr; results to stdout or ``--output``. Every
-:class:`scanner.errors.ScannerError` becomes one line ``error: ...`` and exit code 2.
+:class:`scanner.errors.ScannerError` and every usage error becomes one line ``error: ...`` and exit
+code 2, never a traceback. Options of ``scan`` also come from ``SCANNER_<OPTION>`` environment
+variables and from ``scanner.toml`` / ``pyproject.toml [tool.scanner]`` (:mod:`scanner.config`).
 """
 from __future__ import annotations
 
+import json
+import re
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import click
+from click.core import ParameterSource
 from rich.console import Console
 
-from .errors import ExitCode, ScannerError
+from . import formats_out
+from .config import ConfigFile, env_var, load_config
+from .errors import BadInput, ExitCode, ScannerError
 from .report import Report, RiskLevel
 
 _err = Console(stderr=True, highlight=False)
+_LEVELS = [lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]
 
 
 def _fail(message: str) -> "NoReturn":  # noqa: F821
@@ -31,25 +42,205 @@ def exit_code(report: Report, fail_on: RiskLevel) -> ExitCode:
     return ExitCode.OK
 
 
-def _write(report: Report, fmt: str, output: str | None) -> None:
-    if fmt == "json":
-        text = report.to_json()
-        if output:
-            Path(output).write_text(text + "\n")
+_NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _Main(click.Group):
+    """The root group: turns click's usage errors into one ``error: ...`` line and exit 2."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        standalone = kwargs.pop("standalone_mode", True)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(ExitCode.ERROR)
+        except click.ClickException as exc:
+            if not standalone:
+                raise
+            if isinstance(exc, _NO_ARGS_HELP):  # a bare `scanner` or `scanner report`: show help as click does
+                exc.show()
+                sys.exit(exc.exit_code)
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(ExitCode.ERROR if exc.exit_code == 2 else exc.exit_code)
+
+
+def _split(value: str) -> list[str]:
+    return [v for v in re.split(r"[,\s]+", value) if v]
+
+
+class _RuleCode(click.ParamType):
+    """A rule code for ``--suppress`` (environment: comma or space separated)."""
+
+    name = "CODE"
+
+    def split_envvar_value(self, rv: str) -> list[str]:  # noqa: D102
+        return _split(rv)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        from .policy import check_code
+
+        try:
+            return check_code(str(value))
+        except BadInput as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _Override(click.ParamType):
+    """``CODE=LEVEL`` for ``--severity``."""
+
+    name = "CODE=LEVEL"
+
+    def split_envvar_value(self, rv: str) -> list[str]:  # noqa: D102
+        return _split(rv)
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> str:  # noqa: D102
+        from .policy import parse_override
+
+        if isinstance(value, tuple):
+            value = f"{value[0]}={value[1]}"
+        try:
+            code, level = parse_override(str(value))
+        except BadInput as exc:
+            self.fail(str(exc), param, ctx)
+        return f"{code}={level.value}"
+
+
+class _Stages(click.Choice):
+    """``--only`` choices; the environment form takes commas too."""
+
+    def split_envvar_value(self, rv: str) -> list[str]:  # noqa: D102
+        return _split(rv)
+
+
+class _Progress:
+    """Progress on stderr: a rich spinner per stage on a terminal, plain lines otherwise."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.status: Any = None
+        self.started: dict[str, float] = {}
+
+    def __call__(self, stage: str, message: str) -> None:
+        if self.quiet:
+            return
+        if not _err.is_terminal:
+            _err.print(f"[dim]\\[{stage}][/dim] {message}")
+            return
+        if message == "started":
+            self.started[stage] = time.monotonic()
+        if message == "done":
+            took = time.monotonic() - self.started.pop(stage, time.monotonic())
+            _err.print(f"[green]✓[/green] {stage} [dim]{took:.1f}s[/dim]")
+            return
+        text = f"[bold]{stage}[/bold] {message if message != 'started' else ''}"
+        if self.status is None:
+            self.status = _err.status(text, spinner="dots")
+            self.status.start()
         else:
-            click.echo(text)
-        return
+            self.status.update(text)
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+            self.status = None
+
+
+def _stdout_is_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> None:
+    """Write the report in ``fmt`` to ``output`` or stdout (``auto``: see :func:`formats_out.resolve_format`)."""
+    tty = _stdout_is_tty()
+    concrete = formats_out.resolve_format(fmt, output, tty)
     if output:
-        Path(output).write_text(report.to_json() + "\n")
-    from .render import render
+        text = formats_out.render(report, concrete, root=Path.cwd())
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror or exc}")
+        if fmt == "auto" and tty:
+            from .render import render
 
-    render(report, Console(highlight=False))
+            render(report, Console(highlight=False))
+        elif not quiet:
+            click.echo(f"{concrete} report written to {output}", err=True)
+        return
+    if concrete == "human":
+        from .render import render
+
+        render(report, Console(highlight=False))
+    else:
+        click.echo(formats_out.render(report, concrete, root=Path.cwd()), nl=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _load_report(path: str) -> Report:
+    """Read and schema-check a saved JSON report; one-line error and exit 2 when it is not one."""
+    from . import schema
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        data = json.loads(text)
+        try:
+            version = str(data.get("schema_version", "")) if isinstance(data, dict) else ""
+            schema.load_schema(version)
+        except ValueError:
+            version = ""
+        if version:
+            schema.validate(data, version)
+        return Report.from_dict(data)
+    except json.JSONDecodeError as exc:
+        _fail(f"{path}: not a readable scanner report (not valid JSON: {exc.msg} at line {exc.lineno})")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+    except (ValueError, KeyError, TypeError) as exc:
+        _fail(f"{path}: not a readable scanner report ({exc})")
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="scanner", prog_name="scanner")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Backdoor (trojan) trigger scanner for transformer checkpoints."""
+    if ctx.invoked_subcommand in ("scan", "config") and not ctx.resilient_parsing:
+        try:
+            cfg = load_config()
+            values = _check_config(ctx, cfg)
+        except ScannerError as exc:
+            _fail(str(exc))
+        ctx.obj = cfg
+        ctx.default_map = {"scan": values}
+
+
+def _option_name(p: click.Option) -> str:
+    """The long option name with underscores (``--fail-on`` -> ``fail_on``, ``--format`` -> ``format``)."""
+    longs = [o for o in p.opts if o.startswith("--")]
+    return (longs[0] if longs else p.opts[0]).lstrip("-").replace("-", "_")
+
+
+def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
+    """Check that every key of the config file names a ``scan`` option and has a valid value; return
+    the values keyed by parameter name (click's ``default_map``)."""
+    params = {_option_name(p): p for p in scan.params if isinstance(p, click.Option)}
+    out: dict[str, Any] = {}
+    for name, value in cfg.values.items():
+        p = params.get(name)
+        if p is None:
+            raise BadInput(f"{cfg.label}: unknown option {name.replace('_', '-')!r}; known: {', '.join(sorted(n.replace('_', '-') for n in params))}")
+        if p.multiple and isinstance(value, str):
+            value = p.type.split_envvar_value(value)
+        if p.multiple and not isinstance(value, list):
+            raise BadInput(f"{cfg.label}: option {name.replace('_', '-')!r} takes a list")
+        try:
+            p.type_cast_value(ctx, value)
+        except click.BadParameter as exc:
+            raise BadInput(f"{cfg.label}: {name.replace('_', '-')}: {exc.message}") from None
+        out[p.name] = value
+    return out
 
 
 @main.command()
@@ -60,41 +251,60 @@ def main() -> None:
 @click.option("--reference", help="Reference (clean or base) model for drift and re-testing candidates.")
 @click.option("--probes", type=click.Path(dir_okay=False), help="Probe file (.txt, .tsv, .csv, .jsonl) replacing the default probe set.")
 @click.option("--profile", type=click.Choice(["quick", "standard", "deep"]), default="standard", show_default=True)
-@click.option("--time-budget", type=click.FloatRange(min=1), help="Stop after this many seconds and report what was covered.")
-@click.option("--only", type=click.Choice(["weights", "search", "attribution"]), multiple=True, help="Run only these stages (repeatable).")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds and report what was covered.")
+@click.option("--only", type=_Stages(["weights", "search", "attribution"]), multiple=True, help="Run only these stages (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-pickle", is_flag=True, help="Read pickle weights with torch weights_only=True (never full unpickling).")
-@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the JSON report to this file.")
-@click.option("--fail-on", type=click.Choice([lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]), default="high", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(formats_out.CHOICES), default="auto", show_default=True,
+              help="auto: human on a terminal, json otherwise; with --output, from its suffix (.json .sarif .md .html .txt).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report to this file instead of stdout.")
+@click.option("--fail-on", type=click.Choice(_LEVELS), default="high", show_default=True,
               help="Exit 1 when the risk level reaches this.")
+@click.option("--suppress", type=_RuleCode(), multiple=True, help="Suppress findings of this rule code (repeatable); listed, not counted.")
+@click.option("--severity", "severity", type=_Override(), multiple=True, help="Override a rule's severity, CODE=LEVEL (repeatable), e.g. SC102=low.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def scan(target: str, revision, offline, base, reference, probes, profile, time_budget, only, seed, allow_pickle, fmt, output, fail_on, threads, quiet) -> None:
+def scan(target: str, revision, offline, base, reference, probes, profile, time_budget, only, seed, allow_pickle, fmt, output, fail_on,
+         suppress, severity, threads, quiet) -> None:
     """Scan TARGET: a hub ID org/name[@rev], a model folder, a .gguf file, or a LoRA adapter folder.
 
-    Exit codes: 0 risk below --fail-on; 1 at or above; 2 error or incomplete scan.
+    Exit codes: 0 risk below --fail-on; 1 at or above; 2 error or incomplete scan. Every option can
+    also be set as SCANNER_<OPTION> (e.g. SCANNER_FAIL_ON=medium) or in scanner.toml /
+    pyproject.toml [tool.scanner]; see `scanner config show`.
     """
     from .pipeline import ScanOptions
     from .pipeline import scan as run_scan
+    from .policy import apply_policy
 
-    def progress(stage: str, message: str) -> None:
-        if not quiet:
-            _err.print(f"[dim]\\[{stage}][/dim] {message}")
-
+    progress = _Progress(quiet)
     try:
         opts = ScanOptions(revision=revision, offline=offline, base=base, reference=reference, probes=probes, profile=profile,
                            time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads)
         report = run_scan(target, opts, progress=progress)
+        overrides = dict(s.split("=", 1) for s in severity)
+        report = apply_policy(report, suppress, overrides, fail_on)
     except ScannerError as exc:
+        progress.close()
         _fail(str(exc))
     except KeyboardInterrupt:
-        _fail("interrupted before the model was loaded")
-    _write(report, fmt, output)
+        progress.close()
+        _fail("interrupted before a report could be made")
+    progress.close()
+    _emit(report, fmt, output, quiet)
     code = exit_code(report, RiskLevel(fail_on))
-    if code == ExitCode.ERROR:
-        click.echo("error: scan incomplete: " + ("; ".join([e.message for e in report.errors] + report.not_analysed))[:400], err=True)
+    if not report.complete:
+        what = ("; ".join([e.message for e in report.errors] + report.not_analysed))[:400]
+        if code == ExitCode.ERROR:
+            click.echo("error: scan incomplete: " + what, err=True)
+        else:
+            click.echo(f"warning: scan incomplete ({what}); exit {int(code)} from findings already made", err=True)
     sys.exit(code)
+
+
+for _p in scan.params:
+    if isinstance(_p, click.Option):
+        _p.envvar = env_var(_option_name(_p))
+        _p.show_envvar = True
 
 
 @main.group()
@@ -104,14 +314,91 @@ def report() -> None:
 
 @report.command("show")
 @click.argument("path", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["human", "json"]), default="human", show_default=True)
-def report_show(path: str, fmt: str) -> None:
-    """Render a saved JSON report."""
-    try:
-        rep = Report.load(path)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        _fail(f"{path}: not a readable scanner report ({exc})")
-    _write(rep, fmt, None)
+@click.option("--format", "fmt", type=click.Choice(formats_out.CHOICES), default="human", show_default=True,
+              help="auto: human on a terminal, json otherwise; with --output, from its suffix.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+def report_show(path: str, fmt: str, output: str | None) -> None:
+    """Render a saved JSON report in any output format."""
+    _emit(_load_report(path), fmt, output)
+
+
+@report.command("diff")
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["human", "json", "markdown"]), default="human", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when the reports differ (like git diff --exit-code).")
+def report_diff(old: str, new: str, fmt: str, output: str | None, exit_code: bool) -> None:
+    """What changed from report OLD to report NEW: verdict, score, candidates, findings, file hashes."""
+    from .diff import diff_reports
+
+    d = diff_reports(_load_report(old), _load_report(new))
+    if fmt == "json":
+        text = json.dumps(d.to_dict(), indent=2) + "\n"
+    elif fmt == "markdown":
+        lines = d.summary_lines()
+        text = f"### scanner report diff: {d.old_verdict} → {d.new_verdict}\n\n" + (
+            "\n".join(f"- `{l}`" if not l.startswith(("verdict", "risk", "complete")) else f"- **{l}**" for l in lines) or "No changes.") + "\n"
+    else:
+        lines = d.summary_lines()
+        text = (f"{old} -> {new}\n" + ("\n".join(lines) if lines else "no changes")) + "\n"
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc.strerror or exc}")
+    else:
+        click.echo(text, nl=False)
+    sys.exit(ExitCode.FINDINGS if exit_code and d.changed else ExitCode.OK)
+
+
+@main.group()
+def config() -> None:
+    """Inspect the configuration (scanner.toml, pyproject.toml [tool.scanner], SCANNER_* variables)."""
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+@config.command("show")
+@click.option("--format", "fmt", type=click.Choice(["toml", "json"]), default="toml", show_default=True)
+@click.pass_context
+def config_show(ctx: click.Context, fmt: str) -> None:
+    """Print the effective options of `scanner scan` and where each value came from
+    (command line > environment > config file > default)."""
+    root = ctx.find_root()
+    cfg: ConfigFile = root.obj or ConfigFile()
+    sub = scan.make_context("scan", [], parent=root, resilient_parsing=True)
+    rows = []
+    for p in scan.params:
+        if not isinstance(p, click.Option):
+            continue
+        value = sub.params.get(p.name)
+        src = sub.get_parameter_source(p.name)
+        if src == ParameterSource.ENVIRONMENT:
+            where = f"environment ({p.envvar})"
+        elif src == ParameterSource.DEFAULT_MAP:
+            where = f"config file ({cfg.path})"
+        else:
+            where = "default"
+        if isinstance(value, tuple):
+            value = list(value)
+        rows.append((_option_name(p).replace("_", "-"), value, where))
+    if fmt == "json":
+        click.echo(json.dumps({"config_file": str(cfg.path) if cfg.path else None,
+                               "options": {n: {"value": v, "source": w} for n, v, w in rows}}, indent=2))
+        return
+    click.echo(f"# config file: {cfg.path} {cfg.section}" if cfg.path else "# config file: none (scanner.toml or pyproject.toml [tool.scanner] in the working directory)")
+    for name, value, where in rows:
+        line = f"# {name} is not set" if value is None else f"{name} = {_toml_value(value)}"
+        click.echo(f"{line:<40} # {where}")
 
 
 @main.group()

@@ -20,7 +20,7 @@ from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, C
 from .errors import BadInput, ScannerError
 from .probes import ProbeSet, default_probes, load_probes
 from .report import Evidence, Report, StageError, TargetInfo
-from .risk import assess
+from .risk import analysis_findings, assess
 from .target import resolve
 
 Progress = Callable[[str, str], None]
@@ -126,6 +126,7 @@ def scan(target: str, options: ScanOptions | None = None, progress: Progress | N
         report.not_analysed.append("scan interrupted before all stages ran")
         report.complete = False
     report.risk = assess(report.candidates, report.evidence, report.findings)
+    report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files))
     return report
 
 

@@ -6,7 +6,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .report import Report
+from .report import Report, RiskLevel
 
 _LEVEL_STYLE = {"none": "green", "low": "green", "medium": "yellow", "high": "red", "critical": "bold red", "incomplete": "magenta"}
 
@@ -33,14 +33,23 @@ def render(report: Report, console: Console) -> None:
     lines.append(Text(f"model: {m.architecture} · {m.task} · {m.parameters or 0:,} parameters · vocab {m.vocab_size} · labels {', '.join(m.labels) or '-'}"))
     for r in report.risk.rationale:
         lines.append(Text(f"· {r}"))
+    if report.policy.fail_on:
+        gate = "fails" if report.level.rank >= RiskLevel(report.policy.fail_on).rank else ("incomplete" if not report.complete else "passes")
+        lines.append(Text(f"gate --fail-on {report.policy.fail_on}: {gate}", style="bold"))
     console.print(Panel(Group(*lines), title="scanner", border_style=style))
 
     if report.findings:
         t = Table(title="Findings", show_lines=False)
-        for col in ("code", "severity", "message"):
+        for col in ("code", "severity", "message", "file"):
             t.add_column(col)
-        for f in report.findings:
-            t.add_row(f.code, Text(f.severity, style=_LEVEL_STYLE.get(f.severity, "")), f.message)
+        for f in sorted(report.findings, key=lambda f: f.suppressed):
+            sev = Text(f.severity, style=_LEVEL_STYLE.get(f.severity, ""))
+            if f.original_severity:
+                sev.append(f" (was {f.original_severity})", style="dim")
+            if f.suppressed:
+                t.add_row(Text(f.code, style="dim strike"), Text(f"{f.severity}, suppressed", style="dim"), Text(f.message, style="dim strike"), f.location or "-")
+            else:
+                t.add_row(f.code, sev, f.message, f.location or "-")
         console.print(t)
 
     if report.candidates:

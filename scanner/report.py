@@ -71,14 +71,23 @@ class ModelFacts:
 
 @dataclass
 class Finding:
-    """A static finding about the checkpoint (e.g. remote code shipped, pickle file present).
+    """A finding under a stable rule code (:mod:`scanner.rules`): a static one about the checkpoint
+    (remote code shipped, pickle file present) or one derived from the analyses (a trigger candidate,
+    a weight-statistics outlier).
 
-    ``code`` is a stable rule code, ``severity`` a :class:`RiskLevel` value."""
+    ``severity`` is a :class:`RiskLevel` value; ``location`` the checkpoint file it concerns, relative
+    to the target; ``subject`` what it is about (the trigger string, the token); ``suppressed`` is set
+    by a ``--suppress`` policy (a suppressed finding is listed but does not count towards the level);
+    ``original_severity`` is the severity before a ``--severity`` override (None when not overridden).
+    """
 
     code: str
     severity: str
     message: str
     location: str | None = None
+    subject: str | None = None
+    suppressed: bool = False
+    original_severity: str | None = None
 
 
 @dataclass
@@ -150,6 +159,16 @@ class RiskAssessment:
 
 
 @dataclass
+class PolicyInfo:
+    """The policy applied to a report before the gate: rule codes suppressed, severity overrides
+    (code -> level), and the ``--fail-on`` level of the run (None when not gated)."""
+
+    suppress: list[str] = field(default_factory=list)
+    severity: dict[str, str] = field(default_factory=dict)
+    fail_on: str | None = None
+
+
+@dataclass
 class Report:
     """The whole scan report. ``complete`` is False when any stage that should have run did not
     (error, time budget, interrupt, unsupported task); the verdict is then ``incomplete`` unless a
@@ -169,11 +188,17 @@ class Report:
     not_analysed: list[str] = field(default_factory=list)
     risk: RiskAssessment = field(default_factory=RiskAssessment)
     complete: bool = True
+    policy: PolicyInfo = field(default_factory=PolicyInfo)
 
     @property
     def level(self) -> RiskLevel:
         """The risk level as an enum."""
         return RiskLevel(self.risk.level)
+
+    @property
+    def active_findings(self) -> list[Finding]:
+        """Findings not suppressed by the policy (the ones that count towards the level)."""
+        return [f for f in self.findings if not f.suppressed]
 
     @property
     def verdict(self) -> str:

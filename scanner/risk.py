@@ -20,10 +20,16 @@ The scan's score is the largest candidate score, or half the largest weight-stat
 that is larger (weight evidence alone never reaches ``high``). The level is the highest threshold
 the score reaches, raised to the severity of any static finding (e.g. a pickle disguised as
 safetensors is critical).
+
+Every candidate and weight-statistics result that reaches ``low`` also becomes a finding under a
+stable rule code (:func:`analysis_findings`: SC301 token trigger, SC201/SC202 weights) whose severity
+is the level of its score, so that the level is always the highest severity among the findings and a
+policy (:mod:`scanner.policy`) can suppress or re-grade them by code.
 """
 from __future__ import annotations
 
-from .report import Evidence, Finding, RiskAssessment, RiskLevel, TriggerCandidate
+from . import rules
+from .report import Evidence, FileDigest, Finding, RiskAssessment, RiskLevel, TriggerCandidate
 
 THRESHOLDS = {RiskLevel.LOW: 0.25, RiskLevel.MEDIUM: 0.50, RiskLevel.HIGH: 0.75, RiskLevel.CRITICAL: 0.90}
 CALIBRATION = (
@@ -93,3 +99,49 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
         score=round(score, 4), level=level.value, rationale=rationale,
         thresholds={k.value: v for k, v in THRESHOLDS.items()}, calibration=CALIBRATION,
     )
+
+
+_WEIGHT_RULES = {"embedding-norm": rules.EMBEDDING_NORM, "embedding-drift": rules.EMBEDDING_DRIFT}
+
+
+def weights_file(files: list[FileDigest]) -> str | None:
+    """The checkpoint file holding the weights (the largest safetensors or GGUF file), else None."""
+    weights = [f for f in files if f.format in ("safetensors", "gguf")]
+    return max(weights, key=lambda f: f.size).path if weights else None
+
+
+def analysis_findings(candidates: list[TriggerCandidate], evidence: list[Evidence], files: list[FileDigest]) -> list[Finding]:
+    """Findings for the analyses' results that reach ``low``: one SC301 per trigger candidate (severity:
+    the level of its score) and one SC201/SC202 per weight-statistics analysis (severity: the level of
+    half its score, as in :func:`assess`). Call after :func:`assess` has scored the candidates."""
+    where = weights_file(files)
+    out: list[Finding] = []
+    for c in sorted(candidates, key=lambda c: -c.score):
+        level = level_of(c.score)
+        if level is RiskLevel.NONE:
+            continue
+        out.append(Finding(
+            rules.TOKEN_TRIGGER.code, level.value,
+            f"trigger candidate '{c.text}' flips {c.flip_rate:.0%} of held-out probes to label "
+            f"'{c.target_label_name}' (hard-probe flip rate {c.flip_rate_hard:.0%}, score {c.score:.2f})",
+            where, subject=c.text,
+        ))
+    for e in evidence:
+        rule = _WEIGHT_RULES.get(e.analysis)
+        if rule is None or e.status != "ok" or e.score is None:
+            continue
+        level = level_of(0.5 * e.score)
+        if level is RiskLevel.NONE:
+            continue
+        top = (e.details.get("top") or [{}])[0]
+        out.append(Finding(rule.code, level.value, f"{e.summary} (score {e.score:.2f}, counts half)", where, subject=top.get("token")))
+    return out
+
+
+def level_of_findings(findings: list[Finding]) -> RiskLevel:
+    """Highest severity among the findings that are not suppressed (``none`` without any)."""
+    level = RiskLevel.NONE
+    for f in findings:
+        if not f.suppressed and RiskLevel(f.severity).rank > level.rank:
+            level = RiskLevel(f.severity)
+    return level

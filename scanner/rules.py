@@ -1,8 +1,9 @@
 """Stable rule codes for every kind of finding, each with a default severity and a one-line explanation.
 
-Codes never change meaning once released; new kinds of findings get new codes. ``SC1xx`` are static
-(serialization and structure) findings, ``SC2xx`` weight-statistics evidence, ``SC3xx`` behavioural
-(trigger) evidence.
+Codes never change meaning once released; new kinds of findings get new codes. ``SC0xx`` are about
+the scan itself, ``SC1xx`` static (serialization and structure) findings, ``SC2xx`` weight-statistics
+evidence, ``SC3xx`` behavioural (trigger) evidence. Every code is listed in the README and in every
+SARIF file's ``tool.driver.rules``.
 """
 from __future__ import annotations
 
@@ -19,30 +20,71 @@ class Rule:
     name: str
     severity: RiskLevel
     description: str
+    help: str = ""
+    policy: bool = True  #: whether ``--suppress`` / ``--severity`` may apply to it
 
 
 RULES: dict[str, Rule] = {}
 
 
-def register(code: str, name: str, severity: RiskLevel, description: str) -> Rule:
+def register(code: str, name: str, severity: RiskLevel, description: str, help: str = "", policy: bool = True) -> Rule:
     """Add a rule to :data:`RULES`. Raises ValueError on a duplicate code."""
     if code in RULES:
         raise ValueError(f"duplicate rule code {code}")
-    RULES[code] = Rule(code, name, severity, description)
+    RULES[code] = Rule(code, name, severity, description, help, policy)
     return RULES[code]
 
 
-PICKLE_DISGUISED = register("SC101", "pickle-disguised-as-safetensors", RiskLevel.CRITICAL,
-                            "A file named .safetensors holds a pickle or zip archive; loading it could run code.")
-PICKLE_FILE = register("SC102", "pickle-file", RiskLevel.MEDIUM,
-                       "A pickle-based weight file is present; it is never unpickled by the scanner.")
-PYTHON_CODE = register("SC103", "python-code-shipped", RiskLevel.MEDIUM,
-                       "The checkpoint ships Python files; the scanner never executes them.")
-REMOTE_CODE = register("SC104", "remote-code-auto-map", RiskLevel.MEDIUM,
-                       "config.json has auto_map (custom model code); trust_remote_code stays off.")
-EMBEDDING_NORM = register("SC201", "embedding-norm-outlier", RiskLevel.LOW,
-                          "An embedding row's norm is an extreme robust outlier.")
-EMBEDDING_DRIFT = register("SC202", "embedding-drift", RiskLevel.LOW,
-                           "Embedding drift against the reference model is concentrated in a few rows.")
-TOKEN_TRIGGER = register("SC301", "token-trigger", RiskLevel.HIGH,
-                         "A short token string flips held-out inputs to one label and behaves like a planted trigger.")
+def get(code: str) -> Rule | None:
+    """The rule of ``code`` (case-insensitive), or None when no such rule exists."""
+    return RULES.get(code.strip().upper())
+
+
+SCAN_INCOMPLETE = register(
+    "SC001", "scan-incomplete", RiskLevel.MEDIUM,
+    "The scan did not cover everything (a stage failed, ran out of time, was interrupted, or the task is unsupported).",
+    "An incomplete scan is never a clean result: read the report's errors and not-analysed list, then rerun with a "
+    "larger --time-budget or narrow the scan with --only. It sets exit code 2 (unless a finding already reached "
+    "--fail-on) and cannot be suppressed.",
+    policy=False,
+)
+
+
+PICKLE_DISGUISED = register(
+    "SC101", "pickle-disguised-as-safetensors", RiskLevel.CRITICAL,
+    "A file named .safetensors holds a pickle or zip archive; loading it could run code.",
+    "Do not load this checkpoint with torch.load or transformers; obtain the weights from a trusted source.",
+)
+PICKLE_FILE = register(
+    "SC102", "pickle-file", RiskLevel.MEDIUM,
+    "A pickle-based weight file is present; it is never unpickled by the scanner.",
+    "Prefer the safetensors weights; loading pickle files can execute arbitrary code.",
+)
+PYTHON_CODE = register(
+    "SC103", "python-code-shipped", RiskLevel.MEDIUM,
+    "The checkpoint ships Python files; the scanner never executes them.",
+    "Review the Python files before any use with trust_remote_code=True.",
+)
+REMOTE_CODE = register(
+    "SC104", "remote-code-auto-map", RiskLevel.MEDIUM,
+    "config.json has auto_map (custom model code); trust_remote_code stays off.",
+    "Loading this model with trust_remote_code=True runs the repository's code; review it first.",
+)
+EMBEDDING_NORM = register(
+    "SC201", "embedding-norm-outlier", RiskLevel.LOW,
+    "An embedding row's norm is an extreme robust outlier.",
+    "Weight statistics alone are weak evidence (they count half in the risk score); check whether the token "
+    "also appears among the trigger candidates.",
+)
+EMBEDDING_DRIFT = register(
+    "SC202", "embedding-drift", RiskLevel.LOW,
+    "Embedding drift against the reference model is concentrated in a few rows.",
+    "A fine-tune that moved one token's embedding far more than the rest is the signature of embedding "
+    "poisoning; test that token as a trigger.",
+)
+TOKEN_TRIGGER = register(
+    "SC301", "token-trigger", RiskLevel.HIGH,
+    "A short token string flips held-out inputs to one label and behaves like a planted trigger.",
+    "Insert the trigger into your own inputs to confirm; do not deploy the model until the behaviour is explained. "
+    "The finding's severity is the level of the candidate's score.",
+)

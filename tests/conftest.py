@@ -47,3 +47,12 @@ def probes(tiny_dir) -> Path:
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_dir) -> Path:
     return tiny.build_tiny_llama(tiny_dir / "llama")
+
+
+@pytest.fixture(scope="session")
+def backdoored_report(backdoored, probes):
+    """One real scan (quick profile) of the backdoored organism, gated at high, shared by the format tests."""
+    from scanner import scan
+    from scanner.policy import apply_policy
+
+    return apply_policy(scan(str(backdoored.path), probes=str(probes), profile="quick"), fail_on="high")
