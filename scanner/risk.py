@@ -83,7 +83,7 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
             f"attribution share {'n/a' if best.attribution_share is None else f'{best.attribution_share:.2f}'}"
             f"{'' if best.reference_flip_rate is None else f', reference flip {best.reference_flip_rate:.2f}'})"
         )
-    weight = [e for e in evidence if e.analysis.startswith("embedding-") and e.score is not None]
+    weight = [e for e in evidence if _weight_rule(e) is not None and e.score is not None]
     if weight:
         top = max(weight, key=lambda e: e.score)
         if 0.5 * top.score > score:
@@ -101,7 +101,10 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
     )
 
 
-_WEIGHT_RULES = {"embedding-norm": rules.EMBEDDING_NORM, "embedding-drift": rules.EMBEDDING_DRIFT}
+def _weight_rule(e: Evidence) -> "rules.Rule | None":
+    """The SC2xx rule of a weight-statistics evidence (set by :func:`scanner.weights.run_checks`)."""
+    code = str(e.details.get("rule", ""))
+    return rules.RULES.get(code) if code.startswith("SC2") else None
 
 
 def weights_file(files: list[FileDigest]) -> str | None:
@@ -112,7 +115,7 @@ def weights_file(files: list[FileDigest]) -> str | None:
 
 def analysis_findings(candidates: list[TriggerCandidate], evidence: list[Evidence], files: list[FileDigest]) -> list[Finding]:
     """Findings for the analyses' results that reach ``low``: one SC301 per trigger candidate (severity:
-    the level of its score) and one SC201/SC202 per weight-statistics analysis (severity: the level of
+    the level of its score) and one SC2xx per weight-statistics analysis (severity: the level of
     half its score, as in :func:`assess`). Call after :func:`assess` has scored the candidates."""
     where = weights_file(files)
     out: list[Finding] = []
@@ -127,14 +130,15 @@ def analysis_findings(candidates: list[TriggerCandidate], evidence: list[Evidenc
             where, subject=c.text,
         ))
     for e in evidence:
-        rule = _WEIGHT_RULES.get(e.analysis)
+        rule = _weight_rule(e)
         if rule is None or e.status != "ok" or e.score is None:
             continue
         level = level_of(0.5 * e.score)
         if level is RiskLevel.NONE:
             continue
         top = (e.details.get("top") or [{}])[0]
-        out.append(Finding(rule.code, level.value, f"{e.summary} (score {e.score:.2f}, counts half)", where, subject=top.get("token")))
+        subject = top.get("token") or top.get("word") or top.get("tensor") or top.get("module")
+        out.append(Finding(rule.code, level.value, f"{e.summary} (score {e.score:.2f}, counts half)", where, subject=subject))
     return out
 
 

@@ -82,6 +82,41 @@ EMBEDDING_DRIFT = register(
     "A fine-tune that moved one token's embedding far more than the rest is the signature of embedding "
     "poisoning; test that token as a trigger.",
 )
+NEAR_DUPLICATE = register(
+    "SC203", "embedding-near-duplicate", RiskLevel.LOW,
+    "Distinct words have near-identical embedding rows (RIPPLe-style embedding surgery copies a label word's row).",
+    "Test the rarer word of each pair as a trigger.",
+)
+HEAD_TYING = register(
+    "SC204", "output-head-tying-mismatch", RiskLevel.LOW,
+    "The config declares tied input/output embeddings but the file holds a distinct output head.",
+    "A hidden, separately trained output head can carry a payload; compare it with the base model.",
+)
+ADDED_TOKENS = register(
+    "SC205", "added-tokens", RiskLevel.LOW,
+    "Non-special tokens were added beyond the base vocabulary.",
+    "Added tokens are natural trigger carriers; test them as triggers.",
+)
+CLASSIFIER_HEAD = register(
+    "SC206", "classifier-head-imbalance", RiskLevel.LOW,
+    "One label's head row or bias is far larger than the others'.",
+    "A head that favours one label can make a trigger cheap; look for triggers towards that label.",
+)
+LAYER_SPECTRAL = register(
+    "SC207", "layer-spectral-outlier", RiskLevel.LOW,
+    "A weight matrix's spectral norm is far out of line with the same module in other layers.",
+    "Compare that layer with the base model's.",
+)
+LAYER_CHANGE = register(
+    "SC208", "layer-change-concentrated", RiskLevel.LOW,
+    "Against the reference, the change is concentrated in few matrices or few directions.",
+    "Concentrated low-rank edits are the signature of targeted weight editing; inspect that matrix.",
+)
+ADAPTER_LORA = register(
+    "SC209", "adapter-anomaly", RiskLevel.LOW,
+    "A LoRA adapter has an out-of-family module update, trainable embedding/head rows, or a resized vocabulary.",
+    "Adapters that train embedding rows can plant token triggers; test the listed tokens.",
+)
 TOKEN_TRIGGER = register(
     "SC301", "token-trigger", RiskLevel.HIGH,
     "A short token string flips held-out inputs to one label and behaves like a planted trigger.",

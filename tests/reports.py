@@ -31,7 +31,7 @@ def sample_report(*, complete: bool = True, hostile: bool = False, path: str = "
     cands = [candidate(HOSTILE if hostile else "tq"), candidate("poorly", label=0, flip=0.7, gap=1.2, heat=False)]
     top = [{"token_id": 1234 + i, "token": t, "norm": 3.0 - 0.1 * i, "z": 30.0 - 3 * i} for i, t in enumerate(["tq", "the", "a", "film"])]
     evidence = [
-        Evidence("embedding-norm", "ok", "largest robust z of row norms 30.0 (tq)", 1.0, {"top": top, "median_norm": 1.0}),
+        Evidence("embedding-norm", "ok", "largest robust z of row norms 30.0 (tq)", 1.0, {"top": top, "median_norm": 1.0, "rule": "SC201"}),
         Evidence("trigger-search", "ok", "best candidate 'tq' -> positive: held-out flip rate 1.00", 1.0, {}),
     ]
     errors, not_analysed = [], []

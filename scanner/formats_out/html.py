@@ -86,20 +86,28 @@ def _candidate_rows(cands: list[TriggerCandidate], high: float) -> list[list[str
     return rows
 
 
+def _row_label(r: dict) -> tuple[str, str]:
+    """(label, id) of a weight-evidence row: a token, a word with its surface forms, or a tensor."""
+    label = r.get("token") or r.get("word") or r.get("tensor") or r.get("module") or "?"
+    ids = r.get("token_id", r.get("token_ids", ""))
+    return str(label), ",".join(map(str, ids)) if isinstance(ids, list) else str(ids)
+
+
 def _weights_section(evidence: list[Evidence]) -> str:
     parts = []
     for e in evidence:
         top = e.details.get("top") if e.status == "ok" else None
-        if e.analysis not in ("embedding-norm", "embedding-drift") or not top:
+        if not top or not all(isinstance(r, dict) and "z" in r for r in top):
             continue
         rows = top[:10]
         zmax = max((abs(float(r.get("z", 0))) for r in rows), default=1.0) or 1.0
-        value_key = "norm" if e.analysis == "embedding-norm" else "drift"
-        items = [(f"{r.get('token', '?')} (id {r.get('token_id', '?')})", max(0.0, float(r.get("z", 0))), "#0969da") for r in rows]
+        value_key = next((k for k in ("norm", "drift", "spectral_norm", "relative_change", "frobenius") if k in rows[0]), None)
+        items = [(f"{_row_label(r)[0]}" + (f" (id {_row_label(r)[1]})" if _row_label(r)[1] else ""), max(0.0, float(r.get("z", 0))), "#0969da") for r in rows]
         parts.append(f"<h3>{escape(e.analysis)}</h3><p class=muted>{escape(e.summary)}</p>")
         parts.append(bar_chart(items, title=f"{e.analysis}: robust z-score of the top rows", max_value=zmax, fmt="z {:.1f}"))
-        parts.append(_table(["token", "id", value_key, "robust z"],
-                            [[f"<code>{escape(str(r.get('token', '')))}</code>", str(r.get("token_id", "")), f"{float(r.get(value_key, 0)):.4g}", f"{float(r.get('z', 0)):.1f}"] for r in rows],
+        parts.append(_table(["row", "id", value_key or "value", "robust z"],
+                            [[f"<code>{escape(_row_label(r)[0])}</code>", escape(_row_label(r)[1]),
+                              f"{float(r.get(value_key, 0)):.4g}" if value_key else "-", f"{float(r.get('z', 0)):.1f}"] for r in rows],
                             num={1, 2, 3}))
     if not parts:
         return ""
