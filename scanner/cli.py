@@ -5,6 +5,7 @@ The only place that prints. Progress goes to stderr; results to stdout or ``--ou
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,8 +18,13 @@ from .report import Report, RiskLevel
 _err = Console(stderr=True, highlight=False)
 
 
+def _one_line(message: object) -> str:
+    """A message as one line (file names may hold line breaks)."""
+    return " ".join(str(message).splitlines()) or "unknown error"
+
+
 def _fail(message: str) -> "NoReturn":  # noqa: F821
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {_one_line(message)}", err=True)
     sys.exit(ExitCode.ERROR)
 
 
@@ -69,31 +75,63 @@ def main() -> None:
 @click.option("--fail-on", type=click.Choice([lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]), default="high", show_default=True,
               help="Exit 1 when the risk level reaches this.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own).")
+@click.option("--max-memory", help="Refuse to load a model needing more than this (parameters x 4 bytes), e.g. 8GB, 512MiB. "
+              "The available memory always applies.")
+@click.option("--stage-timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="Seconds any one stage (loading included) may run before the watchdog stops it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
-def scan(target: str, revision, offline, base, reference, probes, profile, time_budget, only, seed, allow_pickle, fmt, output, fail_on, threads, quiet) -> None:
+def scan(target: str, revision, offline, base, reference, probes, profile, time_budget, only, seed, allow_pickle, fmt, output, fail_on, threads,
+         max_memory, stage_timeout, quiet) -> None:
     """Scan TARGET: a hub ID org/name[@rev], a model folder, a .gguf file, or a LoRA adapter folder.
 
     Exit codes: 0 risk below --fail-on; 1 at or above; 2 error or incomplete scan.
     """
-    from .pipeline import ScanOptions
-    from .pipeline import scan as run_scan
+    from .pipeline import ScanOptions, scan_to_report
+    from .resources import parse_size
 
     def progress(stage: str, message: str) -> None:
         if not quiet:
             _err.print(f"[dim]\\[{stage}][/dim] {message}")
 
+    gate = RiskLevel(fail_on)
+
+    def on_hang(stage: str, partial: Report) -> None:
+        # Called from the watchdog thread: the main thread is stuck in native code past its deadline.
+        code = ExitCode.ERROR
+        try:
+            from .report import StageError
+
+            partial.errors.append(StageError(stage, "watchdog", f"stage {stage} hung past its deadline; the scan was stopped"))
+            partial.complete = False
+            if output or fmt == "json":
+                _write(partial, "json", output)
+            code = exit_code(partial, gate)
+        finally:
+            click.echo(f"error: stage {stage} hung past its deadline; scan stopped, report incomplete", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
     try:
         opts = ScanOptions(revision=revision, offline=offline, base=base, reference=reference, probes=probes, profile=profile,
-                           time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads)
-        report = run_scan(target, opts, progress=progress)
+                           time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads,
+                           max_memory=parse_size(max_memory) if max_memory is not None else None, stage_timeout=stage_timeout)
+        report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang)
     except ScannerError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
         _fail("interrupted before the model was loaded")
+    code = exit_code(report, gate)
+    if load_error is not None:
+        # Nothing was analysed: the report (with the findings made before the failure) goes only
+        # where a machine reads it; people get the one error line.
+        if output or fmt == "json":
+            _write(report, "json", output)
+        click.echo(f"error: {_one_line(load_error)}", err=True)
+        sys.exit(code)
     _write(report, fmt, output)
-    code = exit_code(report, RiskLevel(fail_on))
     if code == ExitCode.ERROR:
-        click.echo("error: scan incomplete: " + ("; ".join([e.message for e in report.errors] + report.not_analysed))[:400], err=True)
+        click.echo("error: scan incomplete: " + _one_line("; ".join([e.message for e in report.errors] + report.not_analysed))[:400], err=True)
     sys.exit(code)
 
 

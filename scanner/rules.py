@@ -39,7 +39,19 @@ PICKLE_FILE = register("SC102", "pickle-file", RiskLevel.MEDIUM,
 PYTHON_CODE = register("SC103", "python-code-shipped", RiskLevel.MEDIUM,
                        "The checkpoint ships Python files; the scanner never executes them.")
 REMOTE_CODE = register("SC104", "remote-code-auto-map", RiskLevel.MEDIUM,
-                       "config.json has auto_map (custom model code); trust_remote_code stays off.")
+                       "config.json (or tokenizer_config.json) has auto_map (custom model code); trust_remote_code stays off.")
+NAME_CONTENT_MISMATCH = register("SC105", "name-content-mismatch", RiskLevel.MEDIUM,
+                                 "A file's name claims one format but its bytes are another; a loader that routes by name would misread it.")
+POLYGLOT = register("SC106", "polyglot-file", RiskLevel.HIGH,
+                    "A file is valid as two container formats (e.g. safetensors and zip); different loaders see different content. Analysed as both.")
+DANGEROUS_PICKLE_IMPORT = register("SC107", "dangerous-pickle-import", RiskLevel.CRITICAL,
+                                   "A pickle stream imports a callable that can run code (picklescan: dangerous); the file is never unpickled.")
+SUSPICIOUS_PICKLE_IMPORT = register("SC108", "suspicious-pickle-import", RiskLevel.MEDIUM,
+                                    "A pickle stream imports a global outside picklescan's allow-list; the file is never unpickled.")
+UNINDEXED_SHARD = register("SC109", "unindexed-shard", RiskLevel.MEDIUM,
+                           "A *.safetensors file is not part of the weights a loader reads (not in the shard index); its tensors were not analysed.")
+UNINDEXED_TENSOR = register("SC110", "unindexed-tensor", RiskLevel.MEDIUM,
+                            "A shard holds tensors its index does not map to it; a loader may ignore or mix them.")
 EMBEDDING_NORM = register("SC201", "embedding-norm-outlier", RiskLevel.LOW,
                           "An embedding row's norm is an extreme robust outlier.")
 EMBEDDING_DRIFT = register("SC202", "embedding-drift", RiskLevel.LOW,
