@@ -215,8 +215,11 @@ def _inspect_file(p: Path, rel: str, insp: FolderInspection, *, is_weight: bool)
         insp.errors.append(StageError("inspect", "CorruptCheckpoint", msg if rel in msg else f"{rel}: {msg}"))
         if is_weight:
             insp.fatal.append(CorruptCheckpoint(msg))
-    if "pickle" in sn.formats or "zip" in sn.formats or suffix in PICKLE_SUFFIXES:
-        if suffix in PICKLE_SUFFIXES or sn.format == "pickle" or (sn.format == "zip" and _zip_has_pickle(p)):
+    # Pickle analysis by content; a file whose name claims pickle but whose bytes are no other known
+    # format goes to picklescan too (what it cannot parse is reported, never passed as clean).
+    claims_pickle = suffix in PICKLE_SUFFIXES and sn.format not in {"safetensors", "gguf"}
+    if "pickle" in sn.formats or "zip" in sn.formats or claims_pickle:
+        if sn.format == "pickle" or (sn.format == "zip" and _zip_has_pickle(p)) or claims_pickle:
             insp.findings.append(_finding(rules.PICKLE_FILE, f"pickle-based file {rel} present; not unpickled", rel))
         _scan_pickle(p, rel, suffix, insp)
     elif suffix == ".py":

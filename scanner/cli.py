@@ -99,10 +99,6 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
         # Called from the watchdog thread: the main thread is stuck in native code past its deadline.
         code = ExitCode.ERROR
         try:
-            from .report import StageError
-
-            partial.errors.append(StageError(stage, "watchdog", f"stage {stage} hung past its deadline; the scan was stopped"))
-            partial.complete = False
             if output or fmt == "json":
                 _write(partial, "json", output)
             code = exit_code(partial, gate)

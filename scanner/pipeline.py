@@ -165,7 +165,7 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
         options={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
     )
     run = _Run(report, Budget(opts.time_budget), progress, stage_timeout=opts.stage_timeout,
-               on_hang=(lambda stage: on_hang(stage, report)) if on_hang else None)
+               on_hang=(lambda stage: on_hang(stage, _hung(report, stage))) if on_hang else None)
     _set_threads(opts.threads)
     error: ScannerError | None = None
     try:
@@ -179,6 +179,15 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
         report.complete = False
     report.risk = assess(report.candidates, report.evidence, report.findings)
     return report, error
+
+
+def _hung(report: Report, stage: str) -> Report:
+    """Mark ``report`` as stopped by a stage stuck past its deadline, with its risk assessed so far."""
+    report.errors.append(StageError(stage, "watchdog", f"stage {stage} hung past its deadline; the scan was stopped"))
+    report.not_analysed.append(f"{stage}: stuck past its deadline; the scan was stopped")
+    report.complete = False
+    report.risk = assess(report.candidates, report.evidence, report.findings)
+    return report
 
 
 def _record_load_failure(report: Report, exc: ScannerError) -> None:
