@@ -338,6 +338,7 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         facts.architecture, facts.model_type = architecture_of(cfg), _str_or_none(cfg.get("model_type"))
         facts.task = task_of(cfg.get("architectures"))
         insp.raise_for_weights()
+        _check_module_counts(cfg, "config.json")
         if not insp.has_safetensors:
             if not any(f.code == rules.PICKLE_FILE.code for f in ck.findings):
                 raise CorruptCheckpoint(f"{folder}: no weight files (*.safetensors) found")
@@ -393,6 +394,7 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
     cls = AutoModelForSequenceClassification if task == TASK_CLASSIFICATION else AutoModelForCausalLM
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+        _check_module_counts(config, name)
         with torch.device("meta"):
             skeleton = cls.from_config(config, trust_remote_code=False)
         implied = int(sum(p.numel() for p in skeleton.parameters()))
@@ -429,6 +431,31 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         tok = None
         problems.append(StageError("load", "tokenizer", f"{name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); analyses that need it were not run"))
     return model, tok, problems
+
+
+#: Config fields that multiply the number of modules transformers builds, and a bound far above any
+#: released model; a hostile config beyond it would make even a ``meta``-device build run for hours.
+_MODULE_COUNT_BOUNDS = {
+    "num_hidden_layers": 1024, "n_layer": 1024, "num_layers": 1024, "n_layers": 1024,
+    "num_experts": 4096, "num_local_experts": 4096, "n_routed_experts": 4096, "num_labels": 1_000_000,
+}
+
+
+def _check_module_counts(config: Any, name: str) -> None:
+    """Refuse configs whose layer, expert or label counts are implausible (see
+    :data:`_MODULE_COUNT_BOUNDS`). ``config`` is the raw ``config.json`` dict (checked before
+    transformers sees it: its config classes build one ``id2label`` entry per label) or a
+    transformers config object.
+
+    Raises:
+        CorruptCheckpoint: a count is not a non-negative integer within its bound.
+    """
+    for key, bound in _MODULE_COUNT_BOUNDS.items():
+        value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
+            raise CorruptCheckpoint(f"{name}: config {key}={str(value)[:40]} is not an integer in 0..{bound}; refusing to build the model")
 
 
 def _load_error(name: str, exc: BaseException) -> ScannerError:
@@ -499,6 +526,7 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
         ck.not_analysed += ["base/" + n for n in base_insp.not_analysed]
         base_insp.raise_for_weights()
         cfg = read_config(base_target.path)
+        _check_module_counts(cfg, "base/config.json")
         ck.config, ck.reference_spec = cfg, str(base_target.path)
         task_type = str(acfg.get("task_type") or "").upper()
         task = {"SEQ_CLS": TASK_CLASSIFICATION, "CAUSAL_LM": TASK_CAUSAL_LM}.get(task_type) or task_of(cfg.get("architectures"))

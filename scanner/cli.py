@@ -38,6 +38,13 @@ def exit_code(report: Report, fail_on: RiskLevel) -> ExitCode:
 
 
 def _write(report: Report, fmt: str, output: str | None) -> None:
+    try:
+        _write_unchecked(report, fmt, output)
+    except OSError as exc:
+        _fail(f"cannot write the report to {output}: {exc.strerror or type(exc).__name__}")
+
+
+def _write_unchecked(report: Report, fmt: str, output: str | None) -> None:
     if fmt == "json":
         text = report.to_json()
         if output:
@@ -99,9 +106,11 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
         # Called from the watchdog thread: the main thread is stuck in native code past its deadline.
         code = ExitCode.ERROR
         try:
-            if output or fmt == "json":
-                _write(partial, "json", output)
             code = exit_code(partial, gate)
+            if output or fmt == "json":
+                _write_unchecked(partial, "json", output)
+        except Exception:  # noqa: BLE001 - the report is best effort here; the exit below is not
+            pass
         finally:
             click.echo(f"error: stage {stage} hung past its deadline; scan stopped, report incomplete", err=True)
             sys.stdout.flush()

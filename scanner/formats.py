@@ -84,6 +84,8 @@ def sniff_file(path: Path) -> Sniffed:
             formats.append("safetensors")
         except (CorruptCheckpoint, OSError) as exc:
             st_error = str(exc)
+        except Exception as exc:  # defence in depth: validation must only ever classify, never crash
+            st_error = f"{path.name}: safetensors header could not be validated ({type(exc).__name__})"
     if head[:4] == b"GGUF":
         formats.append("gguf")
     if head[:4] == b"PK\x03\x04":
@@ -165,8 +167,9 @@ def validate_safetensors(path: Path) -> dict[str, dict]:
     """Strictly validate a safetensors file's framing and return its tensor table
     (name -> ``{dtype, shape, data_offsets}``), without reading tensor data.
 
-    Checks: header length within the file, JSON object header, known dtypes, offsets that are in
-    order, non-overlapping, match dtype x shape, and cover exactly the data buffer.
+    Checks: header length within the file, JSON object header, ``__metadata__`` a map of strings,
+    known dtypes, non-negative integer shapes and offsets, offsets that are in order,
+    non-overlapping, match dtype x shape, and cover exactly the data buffer.
 
     Raises:
         CorruptCheckpoint: any check fails (message names the file and the first problem).
@@ -187,33 +190,40 @@ def validate_safetensors(path: Path) -> dict[str, dict]:
     if not isinstance(header, dict):
         raise CorruptCheckpoint(f"{name}: safetensors header is not a JSON object")
     data_len = size - 8 - n
+    meta = header.get("__metadata__", {})
+    if not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise CorruptCheckpoint(f"{name}: safetensors __metadata__ is not a map of strings")
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     spans = []
     for key, info in tensors.items():
         if not isinstance(info, dict):
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has a malformed entry")
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has a malformed entry")
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _DTYPE_BYTES:
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has unknown dtype {dtype!r}")
-        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has a malformed shape")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)):
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has malformed data_offsets")
+        if not isinstance(dtype, str) or dtype not in _DTYPE_BYTES:
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has unknown dtype {str(dtype)[:40]!r}")
+        if not (isinstance(shape, list) and all(_is_uint(s) for s in shape)):
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has a malformed shape")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(_is_uint(o) for o in offs)):
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has malformed data_offsets")
         numel = 1
         for s in shape:
             numel *= s
         if offs[1] - offs[0] != numel * _DTYPE_BYTES[dtype] or offs[0] < 0:
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} size does not match its dtype and shape")
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} size does not match its dtype and shape")
         spans.append((offs[0], offs[1], key))
     spans.sort()
     end = 0
     for start, stop, key in spans:
         if start != end:
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} overlaps or leaves a gap in the data buffer")
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} overlaps or leaves a gap in the data buffer")
         end = stop
     if end != data_len:
         raise CorruptCheckpoint(f"{name}: data buffer is {data_len} bytes but tensors cover {end}")
     return tensors
+
+
+def _is_uint(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def validate_gguf(path: Path) -> int:

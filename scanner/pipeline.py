@@ -173,6 +173,13 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
     except ScannerError as exc:
         error = exc
         _record_load_failure(report, exc)
+    except BudgetExceeded as exc:  # a deadline reached outside any stage (e.g. while resolving)
+        report.errors.append(StageError("scan", "time-budget", str(exc)))
+        report.not_analysed.append("scan stopped by the time limit before all stages ran")
+        report.complete = False
+    except Exception as exc:  # a scanner bug while loading: still one error line and a report, never a traceback
+        error = ScannerError(f"unexpected {type(exc).__name__} while loading ({(str(exc).splitlines() or [''])[0][:200]}); this is a scanner bug")
+        _record_load_failure(report, error)
     except KeyboardInterrupt:
         report.errors.append(StageError("scan", "interrupted", "scan interrupted (KeyboardInterrupt)"))
         report.not_analysed.append("scan interrupted before all stages ran")

@@ -401,3 +401,20 @@ def test_sniff_never_raises_on_unreadable(tmp_path):
     d = tmp_path / "dir.safetensors"
     d.mkdir()
     assert sniff(d) == "unknown"
+
+
+def test_unwritable_output_is_one_line_error(model, tmp_path):
+    res = run_cli("scan", str(model), "-q", "--only", "weights", "-o", str(tmp_path / "no" / "such" / "dir" / "r.json"))
+    assert_one_line_error(res, "cannot write the report")
+
+
+def test_scan_to_report_api_records_load_failure(model):
+    """The library path used by the CLI: a load failure yields (incomplete report, error), not a raise."""
+    from scanner.errors import CorruptCheckpoint
+    from scanner.pipeline import scan_to_report
+
+    (model / "config.json").write_text("[1, 2")
+    rep, err = scan_to_report(str(model))
+    assert isinstance(err, CorruptCheckpoint) and rep.verdict == "incomplete"
+    assert rep.errors[-1].stage == "load" and "config.json" in rep.errors[-1].message
+    assert rep.target.files  # what was inspected before the failure is kept
