@@ -71,7 +71,6 @@ class Budget:
 # -- watchdog ------------------------------------------------------------------------------------
 _armed_lock = threading.RLock()  # re-entered when the handler runs inside Watchdog.__exit__
 _armed: "Watchdog | None" = None
-_handler_installed = False
 _previous_handler: object = None
 
 
@@ -88,16 +87,17 @@ def _on_alarm(signum: int, frame: object) -> None:
 
 def _install_handler() -> bool:
     """Install the SIGALRM handler once (main thread only). False where that is impossible."""
-    global _handler_installed, _previous_handler
-    if _handler_installed:
+    global _previous_handler
+    if not hasattr(signal, "pthread_kill") or not hasattr(signal, "SIGALRM"):
+        return False
+    if signal.getsignal(signal.SIGALRM) is _on_alarm:
         return True
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_kill") or not hasattr(signal, "SIGALRM"):
+    if threading.current_thread() is not threading.main_thread():
         return False
     try:
-        _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)
+        _previous_handler = signal.signal(signal.SIGALRM, _on_alarm)  # chained to for alarms that are not ours
     except (ValueError, OSError):
         return False
-    _handler_installed = True
     return True
 
 
@@ -142,7 +142,8 @@ class Watchdog:
         if self._saved[0] is not None:
             deadline = min(deadline, self._saved[0])
         self.budget.stage_deadline, self.budget.stage_name = deadline, self.stage
-        if _install_handler():
+        # Python runs signal handlers in the main thread only: arm the interrupt for stages run there.
+        if threading.current_thread() is threading.main_thread() and _install_handler():
             self._main_ident = threading.main_thread().ident
             with _armed_lock:
                 _armed = self
@@ -157,7 +158,8 @@ class Watchdog:
             if self._done.is_set():
                 return
             self.interrupted = True
-            if _armed is self and self._main_ident is not None:
+            # Only signal while our handler is the installed one (someone may have replaced it since).
+            if _armed is self and self._main_ident is not None and signal.getsignal(signal.SIGALRM) is _on_alarm:
                 try:
                     signal.pthread_kill(self._main_ident, signal.SIGALRM)
                 except (OSError, ValueError):

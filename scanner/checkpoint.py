@@ -160,6 +160,8 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         where = f"not in {loading_index}" if loading_index else f"not {' or '.join(DEFAULT_WEIGHT_FILES)} and no shard index names it"
         insp.findings.append(_finding(rules.UNINDEXED_SHARD, f"{rel} is {where}; a loader ignores it and its tensors were not analysed", rel))
         insp.not_analysed.append(f"{rel}: safetensors file outside the loaded weights (unindexed shard)")
+    if only is None:  # GGUF weights next to a safetensors model are not what is loaded
+        insp.not_analysed += [f"{f.path}: GGUF weights outside the loaded model" for f in insp.files if f.format == "gguf"]
     insp.weights = [w for w in wanted if w in tables]
     insp.parameters = sum(tensor_elements(tables[w]) for w in insp.weights)
     return insp

@@ -418,3 +418,31 @@ def test_scan_to_report_api_records_load_failure(model):
     assert isinstance(err, CorruptCheckpoint) and rep.verdict == "incomplete"
     assert rep.errors[-1].stage == "load" and "config.json" in rep.errors[-1].message
     assert rep.target.files  # what was inspected before the failure is kept
+
+
+def test_watchdog_in_worker_thread_never_signals_main_thread():
+    """A stage run outside the main thread gets the cooperative deadline only (no signal that would
+    land in the unrelated main thread)."""
+    import threading
+
+    from scanner.budget import Budget, BudgetExceeded, Watchdog
+
+    seen: list[str] = []
+
+    def worker():
+        budget = Budget()
+        with Watchdog(budget, "w", 0.2, interrupt_after=0.1, hang_after=30) as wd:
+            t0 = time.monotonic()
+            try:
+                while time.monotonic() - t0 < 5:
+                    budget.check()
+                    time.sleep(0.02)
+            except BudgetExceeded:
+                seen.append("stopped")
+            time.sleep(0.3)  # past interrupt_after: must not signal the main thread
+            seen.append("interrupted" if wd.interrupted else "not interrupted")
+
+    t = threading.Thread(target=worker)
+    t.start()
+    t.join(20)
+    assert seen[0] == "stopped"
