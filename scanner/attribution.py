@@ -37,7 +37,10 @@ class TriggerAttribution:
         tokenizer: its tokenizer.
         n_steps: integration steps (captum ``n_steps``).
         internal_batch_size: sequences per captum forward pass; bounds memory to roughly
-            ``internal_batch_size x seq_len x hidden x layers`` activations.
+            ``internal_batch_size x seq_len x hidden x layers`` activations. Probes are attributed
+            in chunks of at most ``internal_batch_size // 2`` (at least 1) so that captum never
+            falls back to one pass over all probes at once (its behaviour when the batch is larger
+            than ``internal_batch_size``); ids, baselines and attention masks are sliced together.
     """
 
     def __init__(self, model: Any, tokenizer: Any, n_steps: int = 20, internal_batch_size: int = 64,
@@ -77,12 +80,7 @@ class TriggerAttribution:
         if not keep:
             raise ValueError("no probe contains the trigger tokens after tokenisation")
         rows = torch.tensor([i for i, _ in keep])
-        self.budget.check()
-        attr = self.lig.attribute(
-            ids[rows], baselines=baseline[rows], additional_forward_args=(mask[rows], target),
-            n_steps=self.n_steps, internal_batch_size=self.internal_batch_size,
-        )  # [B, L, d]
-        tok_attr = attr.sum(-1).detach()  # [B, L]
+        tok_attr = self._token_attributions(ids[rows], baseline[rows], mask[rows], target)  # [B, L]
         for b, (i, pos) in enumerate(keep):
             a = tok_attr[b].abs() * content[i]
             total = float(a.sum()) or 1e-12
@@ -103,6 +101,23 @@ class TriggerAttribution:
             share=round(sum(shares) / n, 4), top1_rate=round(sum(tops) / n, 4),
             dominance=round(sum(doms) / n, 3), n_probes=n, heatmaps=heat,
         )
+
+
+    def _token_attributions(self, ids: torch.Tensor, baseline: torch.Tensor, mask: torch.Tensor, target: int) -> torch.Tensor:
+        """Per-token attributions ``[B, L]`` (embedding dimension summed), computed in chunks of
+        probes; the budget is checked before each chunk."""
+        chunk = max(1, self.internal_batch_size // 2)
+        parts = []
+        for start in range(0, ids.shape[0], chunk):
+            self.budget.check()
+            sl = slice(start, start + chunk)
+            n = ids[sl].shape[0]
+            attr = self.lig.attribute(
+                ids[sl], baselines=baseline[sl], additional_forward_args=(mask[sl], target),
+                n_steps=self.n_steps, internal_batch_size=max(self.internal_batch_size, n),
+            )  # [n, L, d]
+            parts.append(attr.sum(-1).detach())
+        return torch.cat(parts, dim=0)
 
 
 def _find(row: list[int], sub: list[int]) -> int | None:

@@ -1,24 +1,37 @@
 """Safe loading of a resolved target into a model, a tokenizer and static findings.
 
 Never executes code from a checkpoint: safetensors and GGUF only by default; pickle files (``*.bin``,
-``*.pt``, ...) are reported and refused unless ``allow_pickle`` is set, and even then are read only
-through ``torch.load(weights_only=True)`` (transformers' own path); ``trust_remote_code`` is always
-False, and shipped ``*.py`` files or an ``auto_map`` in the config are reported as findings.
+``*.pt``, ...) are scanned statically with picklescan and refused unless ``allow_pickle`` is set, and
+even then are read only through ``torch.load(weights_only=True)`` (transformers' own path);
+``trust_remote_code`` is always False, and shipped ``*.py`` files or an ``auto_map`` in the config are
+reported as findings.
+
+Every file is routed by its bytes (:func:`scanner.formats.sniff_file`), never by its name. Problems
+with files the loader does not read (a corrupt extra file, an unparsable pickle) become per-file
+errors and the scan goes on, marked incomplete; problems with the weights being loaded (corrupt or
+disguised weight file, shard index naming a missing shard or tensors its shard lacks, weights the
+model needs but the checkpoint lacks) stop loading. The memory that loading needs is estimated
+before loading (:mod:`scanner.resources`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from .errors import CorruptCheckpoint, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
-from .formats import sha256_file, sniff, validate_gguf, validate_safetensors
+from .budget import BudgetExceeded
+from .errors import CorruptCheckpoint, ScannerError, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
+from .formats import CONTAINER_FORMATS, SUFFIX_FORMATS, sha256_file, sniff_file, tensor_elements, validate_gguf, validate_safetensors
 from . import rules
-from .report import FileDigest, Finding, ModelFacts
+from .report import FileDigest, Finding, ModelFacts, StageError
+from .resources import check_fits
 from .target import ResolvedTarget, resolve
 
-PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"}
+PICKLE_SUFFIXES = {".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib"}
+#: Weight files transformers reads from a folder without a shard index.
+DEFAULT_WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 TASK_CLASSIFICATION = "sequence-classification"
 TASK_CAUSAL_LM = "causal-lm"
 TASK_UNSUPPORTED = "unsupported"
@@ -29,8 +42,10 @@ class Checkpoint:
     """A loaded checkpoint.
 
     ``model`` is a ``torch.nn.Module`` in eval mode on CPU (float32) or None when the task is not
-    supported; ``reference_spec`` names the model this one derives from when the checkpoint says so
-    (an adapter's base), for use as the reference model.
+    supported; ``tokenizer`` is None when its files could not be loaded (see ``errors``);
+    ``reference_spec`` names the model this one derives from when the checkpoint says so (an
+    adapter's base), for use as the reference model. ``errors`` and ``not_analysed`` list files or
+    parts that could not be analysed (the report is then incomplete).
     """
 
     target: ResolvedTarget
@@ -41,74 +56,232 @@ class Checkpoint:
     tokenizer: Any = None
     config: dict = field(default_factory=dict)
     reference_spec: str | None = None
+    errors: list[StageError] = field(default_factory=list)
+    not_analysed: list[str] = field(default_factory=list)
 
 
-def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] | None = None) -> tuple[list[FileDigest], list[Finding], bool]:
-    """Hash and sniff every file of a checkpoint folder and collect static findings.
+@dataclass
+class FolderInspection:
+    """Static inspection of a checkpoint folder (:func:`inspect_folder`).
 
-    Returns ``(files, findings, has_safetensors_weights)``.
-
-    Raises:
-        CorruptCheckpoint: a safetensors file fails strict validation, or a shard index names a
-            missing shard or tensors that its shard lacks.
-        UnsafeCheckpoint: a ``.safetensors``-named file holds a pickle or zip archive.
+    ``weights``: the safetensors files a loader reads (the shard index's shards, else
+    ``model.safetensors`` / ``adapter_model.safetensors``), validated; ``parameters``: tensor
+    elements in them; ``errors``: per-file problems (those files were not fully analysed);
+    ``fatal``: problems that make the weights unloadable, in the order found (see
+    :meth:`raise_for_weights`); ``not_analysed``: files present but outside what is loaded.
     """
-    files: list[FileDigest] = []
-    findings: list[Finding] = []
-    has_st = False
+
+    files: list[FileDigest] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[StageError] = field(default_factory=list)
+    fatal: list[ScannerError] = field(default_factory=list)
+    weights: list[str] = field(default_factory=list)
+    parameters: int = 0
+    not_analysed: list[str] = field(default_factory=list)
+
+    @property
+    def has_safetensors(self) -> bool:
+        """True when at least one safetensors weight file is there to load."""
+        return bool(self.weights)
+
+    def raise_for_weights(self) -> None:
+        """Raise the first problem that makes the weights unloadable.
+
+        Raises:
+            UnsafeCheckpoint: a weight file named ``.safetensors`` holds a pickle or zip archive.
+            CorruptCheckpoint: a weight file fails strict validation, or the shard index is unreadable,
+                names a missing shard, or names tensors that its shard lacks.
+        """
+        if self.fatal:
+            raise self.fatal[0]
+
+
+def _finding(rule: rules.Rule, message: str, location: str | None = None, severity: str | None = None) -> Finding:
+    return Finding(rule.code, severity or rule.severity.value, message, location)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    return ((str(exc).strip().splitlines() or [""])[0])[:limit]
+
+
+def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] | None = None) -> FolderInspection:
+    """Hash and sniff every file of a checkpoint folder (by content), collect static findings, and
+    check the shard index both ways.
+
+    Never raises for a bad file: problems are collected in the result (``errors`` and, for the
+    weights being loaded, ``fatal``; call :meth:`FolderInspection.raise_for_weights`).
+
+    Args:
+        folder: the checkpoint folder.
+        allow_pickle: unused by the inspection itself (kept for callers); pickles are never unpickled.
+        only: restrict the inspection to these file names (a GGUF target inspects only its file).
+    """
+    insp = FolderInspection()
     paths = sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts)
     if only is not None:
         paths = [p for p in paths if p.name in only]
+    index_names = sorted(str(p.relative_to(folder)) for p in paths if p.name.endswith(".safetensors.index.json"))
+    loading_index = next((n for n in ("model.safetensors.index.json", "adapter_model.safetensors.index.json") if n in index_names),
+                         index_names[0] if len(index_names) == 1 else None)
+    weight_map: dict[str, str] | None = None
+    if loading_index is not None:
+        weight_map = _read_weight_map(folder / loading_index, insp)
+    if weight_map is not None:
+        wanted = sorted(set(weight_map.values()))
+    else:
+        wanted = [n for n in DEFAULT_WEIGHT_FILES if (folder / n).is_file()]
+    tables: dict[str, dict[str, dict]] = {}
     for p in paths:
         rel = str(p.relative_to(folder))
-        fmt = sniff(p)
-        files.append(FileDigest(rel, p.stat().st_size, sha256_file(p), fmt))
-        if p.suffix == ".safetensors":
-            if fmt in {"pickle", "zip"}:
-                findings.append(Finding(rules.PICKLE_DISGUISED.code, rules.PICKLE_DISGUISED.severity.value, f"{rel} is named .safetensors but holds a {fmt} archive", rel))
-                raise UnsafeCheckpoint(f"{rel}: named .safetensors but its bytes are a {fmt} archive; refusing to load")
-            validate_safetensors(p)
-            has_st = True
-        elif p.suffix in PICKLE_SUFFIXES or fmt in {"pickle", "zip"}:
-            findings.append(Finding(rules.PICKLE_FILE.code, rules.PICKLE_FILE.severity.value, f"pickle-based file {rel} present; not unpickled", rel))
-        elif p.suffix == ".py":
-            findings.append(Finding(rules.PYTHON_CODE.code, rules.PYTHON_CODE.severity.value, f"checkpoint ships Python code {rel}; never executed", rel))
-    for index in folder.glob("*.safetensors.index.json"):
-        _check_index(folder, index)
-    return files, findings, has_st
+        table = _inspect_file(p, rel, insp, is_weight=rel in wanted)
+        if table is not None:
+            tables[rel] = table
+    if loading_index is not None and weight_map is None:
+        return insp  # the index is unreadable; its problem is already fatal
+    # Shard index -> files: every shard exists and holds the tensors mapped to it.
+    by_shard: dict[str, set[str]] = {}
+    for tensor, shard in (weight_map or {}).items():
+        by_shard.setdefault(shard, set()).add(tensor)
+    for shard, names in sorted(by_shard.items()):
+        if not (folder / shard).is_file():
+            insp.fatal.append(CorruptCheckpoint(f"{loading_index}: names shard {shard}, which is missing"))
+            continue
+        if shard not in tables:
+            continue  # already a fatal problem of that file
+        have = set(tables[shard])
+        missing = names - have
+        if missing:
+            insp.fatal.append(CorruptCheckpoint(f"{shard}: lacks {len(missing)} tensor(s) its index names, e.g. {sorted(missing)[0]}"))
+        extra = have - names
+        if extra:
+            insp.findings.append(_finding(rules.UNINDEXED_TENSOR, f"{shard} holds {len(extra)} tensor(s) that {loading_index} does not map to it, e.g. {sorted(extra)[0]}", shard))
+    # Files -> shard index: safetensors files that no loader reads were not analysed.
+    for rel in sorted(r for r in (str(p.relative_to(folder)) for p in paths) if r.endswith(".safetensors") and r not in wanted):
+        where = f"not in {loading_index}" if loading_index else f"not {' or '.join(DEFAULT_WEIGHT_FILES)} and no shard index names it"
+        insp.findings.append(_finding(rules.UNINDEXED_SHARD, f"{rel} is {where}; a loader ignores it and its tensors were not analysed", rel))
+        insp.not_analysed.append(f"{rel}: safetensors file outside the loaded weights (unindexed shard)")
+    if only is None:  # GGUF weights next to a safetensors model are not what is loaded
+        insp.not_analysed += [f"{f.path}: GGUF weights outside the loaded model" for f in insp.files if f.format == "gguf"]
+    insp.weights = [w for w in wanted if w in tables]
+    insp.parameters = sum(tensor_elements(tables[w]) for w in insp.weights)
+    return insp
 
 
-def _check_index(folder: Path, index: Path) -> None:
+def _read_weight_map(index: Path, insp: FolderInspection) -> dict[str, str] | None:
     try:
         weight_map = json.loads(index.read_text())["weight_map"]
-    except (ValueError, KeyError, TypeError):
-        raise CorruptCheckpoint(f"{index.name}: shard index is not valid JSON with a weight_map") from None
-    by_shard: dict[str, set[str]] = {}
-    for tensor, shard in weight_map.items():
-        by_shard.setdefault(shard, set()).add(tensor)
-    for shard, names in by_shard.items():
-        sp = folder / shard
-        if not sp.is_file():
-            raise CorruptCheckpoint(f"{index.name}: names shard {shard}, which is missing")
-        missing = names - set(validate_safetensors(sp))
-        if missing:
-            raise CorruptCheckpoint(f"{shard}: lacks {len(missing)} tensor(s) its index names, e.g. {sorted(missing)[0]}")
+        if not isinstance(weight_map, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+            raise TypeError
+        if any(Path(v).is_absolute() or ".." in Path(v).parts for v in weight_map.values()):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        insp.fatal.append(CorruptCheckpoint(f"{index.name}: shard index is not valid JSON with a weight_map of tensor -> shard file"))
+        return None
+    return weight_map
+
+
+def _inspect_file(p: Path, rel: str, insp: FolderInspection, *, is_weight: bool) -> dict[str, dict] | None:
+    """Inspect one file into ``insp``; return its safetensors tensor table when it is valid safetensors."""
+    try:
+        size = p.stat().st_size
+        sn = sniff_file(p)
+        digest = sha256_file(p)
+    except OSError as exc:
+        insp.files.append(FileDigest(rel, 0, "", "unreadable"))
+        insp.errors.append(StageError("inspect", "unreadable", f"{rel}: cannot read ({exc.strerror or type(exc).__name__}); not analysed"))
+        if is_weight:
+            insp.fatal.append(CorruptCheckpoint(f"{rel}: cannot read ({exc.strerror or type(exc).__name__})"))
+        return None
+    insp.files.append(FileDigest(rel, size, digest, sn.format))
+    suffix = p.suffix.lower()
+    claimed = SUFFIX_FORMATS.get(suffix)
+    table = sn.tensors
+    if sn.polyglot:
+        insp.findings.append(_finding(rules.POLYGLOT, f"{rel} is valid as {' and '.join(sn.formats)}; analysed as each", rel))
+    if suffix == ".safetensors" and sn.format in {"pickle", "zip"}:
+        insp.findings.append(_finding(rules.PICKLE_DISGUISED, f"{rel} is named .safetensors but holds a {sn.format} archive", rel))
+        if is_weight:
+            insp.fatal.append(UnsafeCheckpoint(f"{rel}: named .safetensors but its bytes are a {sn.format} archive; refusing to load"))
+    elif claimed is not None and sn.format not in claimed:
+        insp.findings.append(_finding(rules.NAME_CONTENT_MISMATCH, f"{rel} is named {suffix} but its bytes are {sn.format}", rel))
+    elif claimed is None and sn.format in CONTAINER_FORMATS and not rel.endswith(".gguf"):
+        insp.findings.append(_finding(rules.NAME_CONTENT_MISMATCH, f"{rel}: its bytes are {sn.format} but its name does not say so", rel))
+    if suffix == ".safetensors" and table is None and sn.format not in {"pickle", "zip"}:
+        try:
+            validate_safetensors(p)
+            msg = f"{rel}: not a valid safetensors file"
+        except CorruptCheckpoint as exc:
+            msg = str(exc)
+        except OSError as exc:
+            msg = f"{rel}: cannot read ({exc.strerror or type(exc).__name__})"
+        insp.errors.append(StageError("inspect", "CorruptCheckpoint", msg if rel in msg else f"{rel}: {msg}"))
+        if is_weight:
+            insp.fatal.append(CorruptCheckpoint(msg))
+    # Pickle analysis by content; a file whose name claims pickle but whose bytes are no other known
+    # format goes to picklescan too (what it cannot parse is reported, never passed as clean).
+    claims_pickle = suffix in PICKLE_SUFFIXES and sn.format not in {"safetensors", "gguf"}
+    if "pickle" in sn.formats or "zip" in sn.formats or claims_pickle:
+        if sn.format == "pickle" or (sn.format == "zip" and _zip_has_pickle(p)) or claims_pickle:
+            insp.findings.append(_finding(rules.PICKLE_FILE, f"pickle-based file {rel} present; not unpickled", rel))
+        _scan_pickle(p, rel, suffix, insp)
+    elif suffix == ".py":
+        insp.findings.append(_finding(rules.PYTHON_CODE, f"checkpoint ships Python code {rel}; never executed", rel))
+    return table
+
+
+def _scan_pickle(p: Path, rel: str, suffix: str, insp: FolderInspection) -> None:
+    from .pickles import scan_pickle_file
+
+    res = scan_pickle_file(p, rel, suffix if suffix in PICKLE_SUFFIXES else None)
+    insp.findings.extend(res.findings)
+    for msg in res.problems:
+        insp.errors.append(StageError("inspect", "pickle-scan", msg))
+
+
+def _zip_has_pickle(p: Path) -> bool:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return any(n.endswith((".pkl", ".pickle")) for n in zf.namelist())
+    except Exception:  # a malformed archive: picklescan reports it
+        return True
+
+
+@contextlib.contextmanager
+def _partial(ck: Checkpoint) -> Iterator[None]:
+    """Attach what was inspected so far to a ScannerError raised inside (see ``ScannerError.partial``)."""
+    try:
+        yield
+    except ScannerError as exc:
+        if exc.partial is None:
+            exc.partial = ck
+        raise
 
 
 def read_config(folder: Path) -> dict:
-    """Parse ``config.json``. Raises CorruptCheckpoint when it is not a JSON object."""
+    """Parse ``config.json``. Raises CorruptCheckpoint when it is missing, unreadable or not a JSON object."""
     try:
         cfg = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         raise CorruptCheckpoint(f"{folder.name}/config.json is not valid JSON") from None
     if not isinstance(cfg, dict):
         raise CorruptCheckpoint(f"{folder.name}/config.json is not a JSON object")
     return cfg
 
 
-def task_of(architectures: list[str] | None) -> str:
-    """Map a config's ``architectures`` to the task the scanner analyses."""
-    arch = (architectures or [""])[0] or ""
+def architecture_of(cfg: dict) -> str | None:
+    """The first entry of a config's ``architectures`` when it is a string, else None."""
+    arch = cfg.get("architectures")
+    if isinstance(arch, list) and arch and isinstance(arch[0], str):
+        return arch[0]
+    return None
+
+
+def task_of(architectures: Any) -> str:
+    """Map a config's ``architectures`` (a list of class names; anything else counts as none) to the
+    task the scanner analyses."""
+    arch = architectures[0] if isinstance(architectures, list) and architectures and isinstance(architectures[0], str) else ""
     if arch.endswith("ForSequenceClassification"):
         return TASK_CLASSIFICATION
     if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel"):
@@ -116,8 +289,27 @@ def task_of(architectures: list[str] | None) -> str:
     return TASK_UNSUPPORTED
 
 
+def _str_or_none(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _remote_code_findings(folder: Path, cfg: dict) -> list[Finding]:
+    out = []
+    if "auto_map" in cfg:
+        out.append(_finding(rules.REMOTE_CODE, "config.json has auto_map (custom remote code); trust_remote_code stays off", "config.json"))
+    tc = folder / "tokenizer_config.json"
+    if tc.is_file():
+        try:
+            tcfg = json.loads(tc.read_text())
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            tcfg = None  # an unreadable tokenizer config is reported when the tokenizer is loaded
+        if isinstance(tcfg, dict) and "auto_map" in tcfg:
+            out.append(_finding(rules.REMOTE_CODE, "tokenizer_config.json has auto_map (custom tokenizer code); trust_remote_code stays off", "tokenizer_config.json"))
+    return out
+
+
 def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pickle: bool = False, offline: bool = False,
-                    load_model: bool = True) -> Checkpoint:
+                    max_memory: int | None = None, load_model: bool = True) -> Checkpoint:
     """Load ``target`` safely (see module docstring).
 
     Args:
@@ -125,41 +317,48 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         base: base model spec for an adapter (overrides ``adapter_config.json``).
         allow_pickle: permit ``*.bin`` weights, read with ``weights_only=True``.
         offline: resolve an adapter's base from the local hub cache only.
+        max_memory: refuse to load a model needing more than this many bytes (parameters x 4);
+            the available memory always applies.
         load_model: build the model; False loads the tokenizer only (weight-only scans read tensors
-            one at a time through :mod:`scanner.weights.source` instead).
+            one at a time through :mod:`scanner.weights.source`, so they need no memory bound).
 
     Raises:
-        CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound.
+        CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound, InsufficientMemory.
+        Raised errors carry what was inspected before the failure in ``exc.partial``.
     """
     _quiet_transformers()
     if target.kind == "gguf":
-        return _load_gguf(target, load_model)
+        return _load_gguf(target, max_memory=max_memory, load_model=load_model)
     if target.kind == "adapter":
-        return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, load_model=load_model)
+        return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, max_memory=max_memory, load_model=load_model)
     folder = target.path
-    files, findings, has_st = inspect_folder(folder, allow_pickle=allow_pickle)
-    cfg = read_config(folder)
-    if "auto_map" in cfg:
-        findings.append(Finding(rules.REMOTE_CODE.code, rules.REMOTE_CODE.severity.value, "config.json has auto_map (custom remote code); trust_remote_code stays off", "config.json"))
-    facts = ModelFacts(
-        architecture=(cfg.get("architectures") or [None])[0], model_type=cfg.get("model_type"),
-        task=task_of(cfg.get("architectures")), source_format="safetensors" if has_st else None,
-    )
-    ck = Checkpoint(target, facts, files, findings, config=cfg)
-    if not has_st:
-        if not any(f.code == rules.PICKLE_FILE.code for f in findings):
-            raise CorruptCheckpoint(f"{folder}: no weight files (*.safetensors) found")
-        if not allow_pickle:
-            raise UnsafeCheckpoint(
-                f"{folder.name}: weights are only in pickle files; refusing to unpickle (pass --allow-pickle to read them with weights_only=True)"
-            )
-        facts.source_format = "pickle(weights_only)"
-    if facts.task == TASK_UNSUPPORTED or not load_model:
-        ck.tokenizer = _load_tokenizer(str(folder), required=False)
-        _fill_facts(facts, None, cfg)
-        return ck
-    ck.model, ck.tokenizer = _from_pretrained(str(folder), facts.task, use_safetensors=has_st)
-    _fill_facts(facts, ck.model, ck.config)
+    insp = inspect_folder(folder, allow_pickle=allow_pickle)
+    facts = ModelFacts(source_format="safetensors" if insp.has_safetensors else None)
+    ck = Checkpoint(target, facts, insp.files, insp.findings, errors=list(insp.errors), not_analysed=list(insp.not_analysed))
+    with _partial(ck):
+        cfg = read_config(folder)
+        ck.config = cfg
+        ck.findings.extend(_remote_code_findings(folder, cfg))
+        facts.architecture, facts.model_type = architecture_of(cfg), _str_or_none(cfg.get("model_type"))
+        facts.task = task_of(cfg.get("architectures"))
+        insp.raise_for_weights()
+        _check_module_counts(cfg, "config.json")
+        if not insp.has_safetensors:
+            if not any(f.code == rules.PICKLE_FILE.code for f in ck.findings):
+                raise CorruptCheckpoint(f"{folder}: no weight files (*.safetensors) found")
+            if not allow_pickle:
+                raise UnsafeCheckpoint(
+                    f"{folder.name}: weights are only in pickle files; refusing to unpickle (pass --allow-pickle to read them with weights_only=True)"
+                )
+            facts.source_format = "pickle(weights_only)"
+        if facts.task == TASK_UNSUPPORTED or not load_model:
+            ck.tokenizer = _tokenizer_only(str(folder), ck)
+            _fill_facts(facts, None, cfg)
+            return ck
+        ck.model, ck.tokenizer, problems = _from_pretrained(str(folder), facts.task, use_safetensors=insp.has_safetensors,
+                                                            max_memory=max_memory, checkpoint_parameters=insp.parameters)
+        ck.errors += problems
+        _fill_facts(facts, ck.model)
     return ck
 
 
@@ -170,133 +369,242 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = True, tokenizer_only: bool = False, **kw: Any) -> tuple[Any, Any]:
+def _reraise_control(exc: BaseException) -> None:
+    """Re-raise what must never be swallowed: interrupts, exits, budget stops, our own errors."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit, BudgetExceeded, ScannerError)):
+        raise exc
+
+
+def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = True, max_memory: int | None = None,
+                     checkpoint_parameters: int = 0, **kw: Any) -> tuple[Any, Any, list[StageError]]:
+    """Load model and tokenizer with transformers, never running remote code.
+
+    The parameter count implied by the config (the model built on the ``meta`` device) and the
+    checkpoint's own count are checked against the memory limit before any weights are read; weights
+    the model needs but the checkpoint lacks (which transformers would silently initialise at
+    random) stop loading. A tokenizer that cannot be loaded is not fatal: it is None and the
+    problem is returned.
+
+    Returns:
+        ``(model, tokenizer or None, problems)``.
+
+    Raises:
+        UnsupportedModel: transformers cannot build this architecture without remote code.
+        CorruptCheckpoint: config or weights do not load, or the checkpoint lacks needed weights.
+        InsufficientMemory: see :func:`scanner.resources.check_fits`.
+    """
     import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
+    name = kw.get("gguf_file") or Path(path).name
     cls = AutoModelForSequenceClassification if task == TASK_CLASSIFICATION else AutoModelForCausalLM
-    model = None
     try:
-        if not tokenizer_only:
-            model = cls.from_pretrained(
-                path, trust_remote_code=False, local_files_only=True, use_safetensors=use_safetensors,
-                dtype=torch.float32, **kw,
-            )
-        tok = _load_tokenizer(path, required=not tokenizer_only, **kw)
-    except (ValueError, KeyError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UnsupportedModel(f"{Path(path).name}: transformers cannot load this model without remote code ({msg[:200]})") from None
-    except OSError as exc:
-        raise CorruptCheckpoint(f"{Path(path).name}: could not load ({str(exc).splitlines()[0][:200]})") from None
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+        _check_module_counts(config, name)
+        with torch.device("meta"):
+            skeleton = cls.from_config(config, trust_remote_code=False)
+        implied = int(sum(p.numel() for p in skeleton.parameters()))
+        del skeleton
+    except BaseException as exc:  # noqa: BLE001 - transformers raises anything on odd configs
+        _reraise_control(exc)
+        raise _load_error(name, exc) from None
+    check_fits(max(implied, checkpoint_parameters), name, max_memory)
+    try:
+        model, info = cls.from_pretrained(
+            path, config=config, trust_remote_code=False, local_files_only=True, use_safetensors=use_safetensors,
+            dtype=torch.float32, output_loading_info=True, **kw,
+        )
+    except BaseException as exc:  # noqa: BLE001
+        _reraise_control(exc)
+        raise _load_error(name, exc) from None
+    missing = sorted(info.get("missing_keys") or [])
+    mismatched = sorted(str(k) for k in (info.get("mismatched_keys") or []))
+    if missing or mismatched:
+        what = missing or mismatched
+        raise CorruptCheckpoint(
+            f"{name}: the checkpoint lacks {len(what)} weight(s) the model needs (e.g. {what[0]}); "
+            "they would be randomly initialised, refusing to analyse such a model"
+        )
+    model.eval()
+    problems: list[StageError] = []
+    tok = None
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token or tok.unk_token
+    except BaseException as exc:  # noqa: BLE001 - tokenizers raises anything, even pyo3 panics, on bad files
+        _reraise_control(exc)
+        tok = None
+        problems.append(StageError("load", "tokenizer", f"{name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); analyses that need it were not run"))
+    return model, tok, problems
+
+
+#: Config fields that multiply the number of modules transformers builds, and a bound far above any
+#: released model; a hostile config beyond it would make even a ``meta``-device build run for hours.
+_MODULE_COUNT_BOUNDS = {
+    "num_hidden_layers": 1024, "n_layer": 1024, "num_layers": 1024, "n_layers": 1024,
+    "num_experts": 4096, "num_local_experts": 4096, "n_routed_experts": 4096, "num_labels": 1_000_000,
+}
+
+
+def _check_module_counts(config: Any, name: str) -> None:
+    """Refuse configs whose layer, expert or label counts are implausible (see
+    :data:`_MODULE_COUNT_BOUNDS`). ``config`` is the raw ``config.json`` dict (checked before
+    transformers sees it: its config classes build one ``id2label`` entry per label) or a
+    transformers config object.
+
+    Raises:
+        CorruptCheckpoint: a count is not a non-negative integer within its bound.
+    """
+    for key, bound in _MODULE_COUNT_BOUNDS.items():
+        value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:
+            raise CorruptCheckpoint(f"{name}: config {key}={str(value)[:40]} is not an integer in 0..{bound}; refusing to build the model")
+
+
+def _load_error(name: str, exc: BaseException) -> ScannerError:
+    msg = _first_line(exc) or type(exc).__name__
+    if isinstance(exc, (ValueError, KeyError)):
+        return UnsupportedModel(f"{name}: transformers cannot load this model without remote code ({msg})")
+    if isinstance(exc, OSError):
+        return CorruptCheckpoint(f"{name}: could not load ({msg})")
+    if isinstance(exc, MemoryError):
+        return CorruptCheckpoint(f"{name}: could not load (out of memory building the model its config describes)")
+    return CorruptCheckpoint(f"{name}: could not load ({type(exc).__name__}: {msg})")
+
+
+def _fill_facts(facts: ModelFacts, model: Any, config: dict | None = None) -> None:
+    """Model facts from the built model, or from the raw ``config`` dict when no model was built
+    (weight-only scans: parameters and vocabulary then come from the weight files)."""
     if model is not None:
-        model.eval()
-    return model, tok
+        cfg = model.config.to_dict()
+        facts.architecture = facts.architecture or type(model).__name__
+        facts.parameters = int(sum(p.numel() for p in model.parameters()))
+        facts.vocab_size = int(model.get_input_embeddings().weight.shape[0])
+    else:
+        cfg = config or {}
+        vocab = cfg.get("vocab_size")
+        facts.vocab_size = vocab if isinstance(vocab, int) else None
+    facts.model_type = facts.model_type or _str_or_none(cfg.get("model_type"))
+    hidden, layers = cfg.get("hidden_size"), cfg.get("num_hidden_layers")
+    facts.hidden_size = hidden if isinstance(hidden, int) else None
+    facts.num_layers = layers if isinstance(layers, int) else None
+    if facts.task == TASK_CLASSIFICATION:
+        id2label = cfg.get("id2label") if isinstance(cfg.get("id2label"), dict) else {}
+        n = cfg.get("num_labels") if isinstance(cfg.get("num_labels"), int) else len(id2label)
+        facts.labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
 
 
-def _load_tokenizer(path: str, required: bool = True, **kw: Any) -> Any:
-    """The tokenizer at ``path`` (pad token set to EOS/UNK when missing). When not ``required``
-    (weight-only analysis), a tokenizer that fails to load gives None: tokens are then shown as ids."""
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json")
+
+
+def _tokenizer_only(path: str, ck: Checkpoint, **kw: Any) -> Any:
+    """The tokenizer alone, for weight-only analysis: None when the checkpoint ships none (tokens are
+    then reported as ids); a shipped tokenizer that fails to load is recorded as an error."""
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
-    except Exception:
-        if required:
-            raise
+    except BaseException as exc:  # noqa: BLE001 - tokenizers raises anything on bad files
+        _reraise_control(exc)
+        if kw.get("gguf_file") or any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
+            ck.errors.append(StageError("load", "tokenizer", f"{Path(path).name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); tokens are shown as ids"))
         return None
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok
 
 
-def _fill_facts(facts: ModelFacts, model: Any, config: dict | None = None) -> None:
-    """Model facts from the built model, or from ``config`` when the model was not built."""
-    cfg = model.config.to_dict() if model is not None else (config or {})
-    facts.architecture = facts.architecture or (type(model).__name__ if model is not None else None)
-    facts.model_type = facts.model_type or cfg.get("model_type")
-    if model is not None:
-        facts.parameters = int(sum(p.numel() for p in model.parameters()))
-        facts.vocab_size = int(model.get_input_embeddings().weight.shape[0])
-    else:
-        facts.vocab_size = cfg.get("vocab_size")
-    facts.hidden_size = cfg.get("hidden_size")
-    facts.num_layers = cfg.get("num_hidden_layers")
-    if facts.task == TASK_CLASSIFICATION:
-        id2label = cfg.get("id2label") or {}
-        n = int(cfg.get("num_labels") or len(id2label) or 0)
-        facts.labels = [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
-
-
-def _load_gguf(target: ResolvedTarget, load_model: bool = True) -> Checkpoint:
+def _load_gguf(target: ResolvedTarget, *, max_memory: int | None = None, load_model: bool = True) -> Checkpoint:
     gguf_path = target.path / (target.gguf_file or "")
-    validate_gguf(gguf_path)
-    files, findings, _ = inspect_folder(target.path, only={gguf_path.name})
+    insp = inspect_folder(target.path, only={gguf_path.name})
     facts = ModelFacts(task=TASK_CAUSAL_LM, source_format="gguf")
-    ck = Checkpoint(target, facts, files, findings)
-    try:
-        ck.model, ck.tokenizer = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None,
-                                                  tokenizer_only=not load_model, gguf_file=gguf_path.name)
-    except (UnsupportedModel, CorruptCheckpoint):
-        raise
-    except Exception as exc:
-        raise UnsupportedModel(f"{gguf_path.name}: cannot load this GGUF model ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    if ck.model is not None:
+    ck = Checkpoint(target, facts, insp.files, insp.findings, errors=list(insp.errors))
+    with _partial(ck):
+        n_params = validate_gguf(gguf_path)
+        if not load_model:
+            ck.tokenizer = _tokenizer_only(str(target.path), ck, gguf_file=gguf_path.name)
+            facts.parameters = n_params
+            return ck
+        ck.model, ck.tokenizer, problems = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None, gguf_file=gguf_path.name,
+                                                            max_memory=max_memory, checkpoint_parameters=n_params)
+        ck.errors += problems
         facts.architecture = type(ck.model).__name__
-        ck.config = ck.model.config.to_dict()
-    _fill_facts(facts, ck.model, ck.config)
+        _fill_facts(facts, ck.model)
     return ck
 
 
-def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, load_model: bool = True) -> Checkpoint:
+def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, max_memory: int | None = None,
+                  load_model: bool = True) -> Checkpoint:
     folder = target.path
-    files, findings, has_st = inspect_folder(folder, allow_pickle=allow_pickle)
-    try:
-        acfg = json.loads((folder / "adapter_config.json").read_text())
-        assert isinstance(acfg, dict)
-    except (OSError, ValueError, AssertionError):
-        raise CorruptCheckpoint(f"{folder.name}/adapter_config.json is not a valid JSON object") from None
-    base_spec = base or acfg.get("base_model_name_or_path")
-    if not base_spec:
-        raise TargetNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
-    if not has_st and not allow_pickle:
-        raise UnsafeCheckpoint(f"{folder.name}: adapter weights are not safetensors; refusing to unpickle (--allow-pickle)")
-    base_target = resolve(base_spec, offline=offline)
-    if base_target.kind not in {"folder", "hub"}:
-        raise UnsupportedModel(f"{base_spec}: an adapter's base must be a safetensors model folder or hub ID")
-    base_files, base_findings, _ = inspect_folder(base_target.path, allow_pickle=allow_pickle)
-    cfg = read_config(base_target.path)
-    task_type = str(acfg.get("task_type") or "").upper()
-    task = {"SEQ_CLS": TASK_CLASSIFICATION, "CAUSAL_LM": TASK_CAUSAL_LM}.get(task_type) or task_of(cfg.get("architectures"))
-    facts = ModelFacts(architecture=(cfg.get("architectures") or [None])[0], model_type=cfg.get("model_type"), task=task, source_format="safetensors+lora")
-    ck = Checkpoint(target, facts, files + [FileDigest("base/" + f.path, f.size, f.sha256, f.format) for f in base_files],
-                    findings + base_findings, config=cfg, reference_spec=str(base_target.path))
-    if task == TASK_UNSUPPORTED:
-        return ck
-    model, tok = _from_pretrained(str(base_target.path), task, tokenizer_only=not load_model)
-    if model is None:
-        ck.tokenizer = _tokenizer(folder, tok) if (folder / "tokenizer_config.json").is_file() else tok
-        _fill_facts(facts, None, cfg)
-        return ck
-    try:
-        from peft import PeftModel
+    insp = inspect_folder(folder, allow_pickle=allow_pickle)
+    facts = ModelFacts(source_format="safetensors+lora")
+    ck = Checkpoint(target, facts, insp.files, insp.findings, errors=list(insp.errors), not_analysed=list(insp.not_analysed))
+    with _partial(ck):
+        try:
+            acfg = json.loads((folder / "adapter_config.json").read_text())
+            if not isinstance(acfg, dict):
+                raise ValueError
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+            raise CorruptCheckpoint(f"{folder.name}/adapter_config.json is not a valid JSON object") from None
+        insp.raise_for_weights()
+        base_spec = base or acfg.get("base_model_name_or_path")
+        if not base_spec or not isinstance(base_spec, str):
+            raise TargetNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
+        if not insp.has_safetensors and not allow_pickle:
+            raise UnsafeCheckpoint(f"{folder.name}: adapter weights are not safetensors; refusing to unpickle (--allow-pickle)")
+        base_target = resolve(base_spec, offline=offline)
+        if base_target.kind not in {"folder", "hub"}:
+            raise UnsupportedModel(f"{base_spec}: an adapter's base must be a safetensors model folder or hub ID")
+        base_insp = inspect_folder(base_target.path, allow_pickle=allow_pickle)
+        ck.files += [FileDigest("base/" + f.path, f.size, f.sha256, f.format) for f in base_insp.files]
+        ck.findings += base_insp.findings
+        ck.errors += [StageError(e.stage, e.type, "base/" + e.message) for e in base_insp.errors]
+        ck.not_analysed += ["base/" + n for n in base_insp.not_analysed]
+        base_insp.raise_for_weights()
+        cfg = read_config(base_target.path)
+        _check_module_counts(cfg, "base/config.json")
+        ck.config, ck.reference_spec = cfg, str(base_target.path)
+        task_type = str(acfg.get("task_type") or "").upper()
+        task = {"SEQ_CLS": TASK_CLASSIFICATION, "CAUSAL_LM": TASK_CAUSAL_LM}.get(task_type) or task_of(cfg.get("architectures"))
+        facts.architecture, facts.model_type, facts.task = architecture_of(cfg), _str_or_none(cfg.get("model_type")), task
+        if task == TASK_UNSUPPORTED:
+            return ck
+        if not load_model:
+            own = (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
+            ck.tokenizer = _tokenizer_only(str(folder if own else base_target.path), ck)
+            _fill_facts(facts, None, cfg)
+            return ck
+        model, tok, problems = _from_pretrained(str(base_target.path), task, max_memory=max_memory,
+                                                checkpoint_parameters=base_insp.parameters + insp.parameters)
+        ck.errors += problems
+        try:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(folder), is_trainable=False).merge_and_unload()
-    except Exception as exc:
-        raise CorruptCheckpoint(f"{folder.name}: adapter does not fit its base {base_spec} ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
-    model.eval()
-    if (folder / "tokenizer_config.json").is_file():
-        tok = _tokenizer(folder, tok)
-    ck.model, ck.tokenizer = model, tok
-    _fill_facts(facts, model, cfg)
+            model = PeftModel.from_pretrained(model, str(folder), is_trainable=False).merge_and_unload()
+        except BaseException as exc:  # noqa: BLE001
+            _reraise_control(exc)
+            raise CorruptCheckpoint(f"{folder.name}: adapter does not fit its base {base_spec} ({type(exc).__name__}: {_first_line(exc)})") from None
+        model.eval()
+        if (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file():
+            tok = _tokenizer(folder, tok, ck)
+        ck.model, ck.tokenizer = model, tok
+        _fill_facts(facts, model)
     return ck
 
 
-def _tokenizer(folder: Path, fallback: Any) -> Any:
+def _tokenizer(folder: Path, fallback: Any, ck: Checkpoint) -> Any:
+    """The adapter's own tokenizer; when it ships one that does not load, the problem is recorded
+    and the base's tokenizer is used (never silently)."""
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
-    except Exception:
+    except BaseException as exc:  # noqa: BLE001
+        _reraise_control(exc)
+        ck.errors.append(StageError("load", "tokenizer", f"{folder.name}: the adapter's tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); the base's tokenizer was used"))
         return fallback
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token or tok.unk_token

@@ -9,6 +9,7 @@ variables and from ``scanner.toml`` / ``pyproject.toml [tool.scanner]`` (:mod:`s
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import time
@@ -28,8 +29,13 @@ _err = Console(stderr=True, highlight=False)
 _LEVELS = [lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]
 
 
+def _one_line(message: object) -> str:
+    """A message as one line (file names may hold line breaks)."""
+    return " ".join(str(message).splitlines()) or "unknown error"
+
+
 def _fail(message: str) -> "NoReturn":  # noqa: F821
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {_one_line(message)}", err=True)
     sys.exit(ExitCode.ERROR)
 
 
@@ -162,7 +168,7 @@ def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> 
         try:
             Path(output).write_text(text, encoding="utf-8")
         except OSError as exc:
-            _fail(f"cannot write {output}: {exc.strerror or exc}")
+            _fail(f"cannot write the report to {output}: {exc.strerror or exc}")
         if fmt == "auto" and tty:
             from .render import render
 
@@ -263,24 +269,48 @@ def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
 @click.option("--suppress", type=_RuleCode(), multiple=True, help="Suppress findings of this rule code (repeatable); listed, not counted.")
 @click.option("--severity", "severity", type=_Override(), multiple=True, help="Override a rule's severity, CODE=LEVEL (repeatable), e.g. SC102=low.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own).")
+@click.option("--max-memory", help="Refuse to load a model needing more than this (parameters x 4 bytes), e.g. 8GB, 512MiB. "
+              "The available memory always applies.")
+@click.option("--stage-timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
+              help="Seconds any one stage (loading included) may run before the watchdog stops it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def scan(target: str, revision, offline, base, reference, probes, profile, time_budget, only, seed, allow_pickle, fmt, output, fail_on,
-         suppress, severity, threads, quiet) -> None:
+         suppress, severity, threads, max_memory, stage_timeout, quiet) -> None:
     """Scan TARGET: a hub ID org/name[@rev], a model folder, a .gguf file, or a LoRA adapter folder.
 
     Exit codes: 0 risk below --fail-on; 1 at or above; 2 error or incomplete scan. Every option can
     also be set as SCANNER_<OPTION> (e.g. SCANNER_FAIL_ON=medium) or in scanner.toml /
     pyproject.toml [tool.scanner]; see `scanner config show`.
     """
-    from .pipeline import ScanOptions
-    from .pipeline import scan as run_scan
+    from .pipeline import ScanOptions, scan_to_report
     from .policy import apply_policy
+    from .resources import parse_size
 
     progress = _Progress(quiet)
+    gate = RiskLevel(fail_on)
+
+    def on_hang(stage: str, partial: Report) -> None:
+        # Called from the watchdog thread: the main thread is stuck in native code past its deadline.
+        code = ExitCode.ERROR
+        try:
+            code = exit_code(partial, gate)
+            if output:
+                Path(output).write_text(formats_out.render(partial, formats_out.resolve_format(fmt, output, False), root=Path.cwd()), encoding="utf-8")
+            elif fmt == "json":
+                click.echo(partial.to_json())
+        except Exception:  # noqa: BLE001 - the report is best effort here; the exit below is not
+            pass
+        finally:
+            click.echo(f"error: stage {stage} hung past its deadline; scan stopped, report incomplete", err=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
     try:
         opts = ScanOptions(revision=revision, offline=offline, base=base, reference=reference, probes=probes, profile=profile,
-                           time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads)
-        report = run_scan(target, opts, progress=progress)
+                           time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads,
+                           max_memory=parse_size(max_memory) if max_memory is not None else None, stage_timeout=stage_timeout)
+        report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang)
         overrides = dict(s.split("=", 1) for s in severity)
         report = apply_policy(report, suppress, overrides, fail_on)
     except ScannerError as exc:
@@ -290,10 +320,17 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
         progress.close()
         _fail("interrupted before a report could be made")
     progress.close()
+    code = exit_code(report, gate)
+    if load_error is not None:
+        # Nothing was analysed: the report (with the findings made before the failure) goes only
+        # where a machine reads it; people get the one error line.
+        if output or formats_out.resolve_format(fmt, None, _stdout_is_tty()) == "json":
+            _emit(report, fmt if output else "json", output, quiet=True)
+        click.echo(f"error: {_one_line(load_error)}", err=True)
+        sys.exit(code)
     _emit(report, fmt, output, quiet)
-    code = exit_code(report, RiskLevel(fail_on))
     if not report.complete:
-        what = ("; ".join([e.message for e in report.errors] + report.not_analysed))[:400]
+        what = _one_line("; ".join([e.message for e in report.errors] + report.not_analysed))[:400]
         if code == ExitCode.ERROR:
             click.echo("error: scan incomplete: " + what, err=True)
         else:
@@ -346,7 +383,7 @@ def report_diff(old: str, new: str, fmt: str, output: str | None, exit_code: boo
         try:
             Path(output).write_text(text, encoding="utf-8")
         except OSError as exc:
-            _fail(f"cannot write {output}: {exc.strerror or exc}")
+            _fail(f"cannot write the report to {output}: {exc.strerror or exc}")
     else:
         click.echo(text, nl=False)
     sys.exit(ExitCode.FINDINGS if exit_code and d.changed else ExitCode.OK)

@@ -6,6 +6,7 @@ to a single-line message and exit code :data:`ExitCode.ERROR` (2), never a trace
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -17,9 +18,15 @@ class ExitCode(IntEnum):
 
 
 class ScannerError(Exception):
-    """Base class of all expected scanner errors; ``str(err)`` is a one-line message for users."""
+    """Base class of all expected scanner errors; ``str(err)`` is a one-line message for users.
+
+    ``partial`` holds what was inspected before the failure when the raiser knew it (a
+    :class:`scanner.checkpoint.Checkpoint` without a model: files, findings, per-file errors), so
+    that a report can still be written for a checkpoint that could not be loaded.
+    """
 
     kind = "error"
+    partial: Any = None
 
 
 class TargetNotFound(ScannerError):
@@ -50,3 +57,9 @@ class BadInput(ScannerError):
     """A user-supplied option or file (probe set, report file) is invalid."""
 
     kind = "bad input"
+
+
+class InsufficientMemory(ScannerError):
+    """Loading the model would need more memory than is available or allowed (``--max-memory``)."""
+
+    kind = "insufficient memory"

@@ -8,8 +8,12 @@ with ``PK\\x03\\x04``; raw pickles with the PROTO opcode ``\\x80`` and a protoco
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import pickletools
 import struct
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import CorruptCheckpoint
@@ -21,41 +25,151 @@ _DTYPE_BYTES = {
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's own limit
 
 
-def sniff(path: Path) -> str:
-    """Return the format of ``path`` judged from its first bytes: ``safetensors``, ``gguf``, ``zip``,
-    ``pickle``, ``json``, ``text`` or ``unknown``. Never raises for unreadable files (``unknown``)."""
+#: Formats that are containers of weights or code; a file valid as two of them is a polyglot.
+CONTAINER_FORMATS = ("safetensors", "gguf", "zip", "pickle")
+#: What a file name's suffix claims its bytes are (suffixes not listed claim nothing).
+SUFFIX_FORMATS: dict[str, frozenset[str]] = {
+    ".safetensors": frozenset({"safetensors"}),
+    ".gguf": frozenset({"gguf"}),
+    ".bin": frozenset({"pickle", "zip"}), ".pt": frozenset({"pickle", "zip"}), ".pth": frozenset({"pickle", "zip"}),
+    ".ckpt": frozenset({"pickle", "zip"}), ".pkl": frozenset({"pickle", "zip"}), ".pickle": frozenset({"pickle", "zip"}),
+    ".joblib": frozenset({"pickle", "zip"}), ".zip": frozenset({"zip"}), ".npz": frozenset({"zip"}),
+}
+_PICKLE_PROBE_BYTES = 1 << 20  # protocol 0/1 pickles have no magic: parse at most this many bytes
+
+
+@dataclass
+class Sniffed:
+    """What a file's bytes are, judged by content only.
+
+    ``format``: the primary format (``safetensors``, ``gguf``, ``zip``, ``pickle``, ``json``, ``text``
+    or ``unknown``); ``formats``: every container format (:data:`CONTAINER_FORMATS`) the bytes are
+    valid as, primary first (two or more: a polyglot); ``tensors``: the safetensors tensor table when
+    the file passed strict safetensors validation; ``safetensors_error``: why strict validation failed
+    for a file whose first bytes are framed like safetensors (None otherwise).
+    """
+
+    format: str
+    formats: list[str] = field(default_factory=list)
+    tensors: dict[str, dict] | None = None
+    safetensors_error: str | None = None
+
+    @property
+    def polyglot(self) -> bool:
+        """True when the bytes are valid as two or more container formats."""
+        return len(self.formats) > 1
+
+
+def sniff_file(path: Path) -> Sniffed:
+    """Judge ``path`` by its bytes (never by its name). Never raises: unreadable files are ``unknown``.
+
+    Strict safetensors validation wins over every magic-number check, so a valid safetensors file
+    whose 8-byte header length happens to start with a pickle PROTO opcode (``0x80 0x02..0x05``) is
+    routed as safetensors; it is also reported as ``pickle`` only if its bytes really parse as a
+    pickle stream up to STOP. A zip central directory at the end of a file of another format (e.g.
+    inside a safetensors tensor's data) makes it a ``zip`` as well.
+    """
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
-            size = path.stat().st_size
+        size = path.stat().st_size
     except OSError:
-        return "unknown"
+        return Sniffed("unknown")
+    formats: list[str] = []
+    tensors, st_error = None, None
+    framed = _framed_like_safetensors(head, size)
+    if framed:
+        try:
+            tensors = validate_safetensors(path)
+            formats.append("safetensors")
+        except (CorruptCheckpoint, OSError) as exc:
+            st_error = str(exc)
+        except Exception as exc:  # defence in depth: validation must only ever classify, never crash
+            st_error = f"{path.name}: safetensors header could not be validated ({type(exc).__name__})"
     if head[:4] == b"GGUF":
-        return "gguf"
+        formats.append("gguf")
     if head[:4] == b"PK\x03\x04":
-        return "zip"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
-    if len(head) >= 9:
-        (n,) = struct.unpack("<Q", head[:8])
-        if 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{":
-            return "safetensors"
-    stripped = head.lstrip()
-    if stripped[:1] in (b"{", b"["):
-        return "json"
+        formats.append("zip")
+    magic_pickle = len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+    if magic_pickle and "safetensors" not in formats:
+        formats.append("pickle")
+    elif (magic_pickle or _may_start_pickle(head)) and _parses_as_pickle(path, size):
+        formats.append("pickle")
+    if "zip" not in formats and _is_zip(path):
+        formats.append("zip")
+    if formats:
+        primary = formats[0]
+    elif framed:
+        primary = "safetensors"  # framed like safetensors but fails strict validation (see safetensors_error)
+    else:
+        stripped = head.lstrip()
+        if stripped[:1] in (b"{", b"["):
+            primary = "json"
+        else:
+            try:
+                head.decode("utf-8")
+                primary = "text"
+            except UnicodeDecodeError:
+                primary = "unknown"
+    return Sniffed(primary, formats, tensors, st_error if framed and tensors is None else None)
+
+
+def sniff(path: Path) -> str:
+    """Return the primary format of ``path`` judged from its bytes: ``safetensors``, ``gguf``, ``zip``,
+    ``pickle``, ``json``, ``text`` or ``unknown`` (see :func:`sniff_file`). Never raises."""
+    return sniff_file(path).format
+
+
+def _framed_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 2 <= n <= min(size - 8, MAX_HEADER_BYTES) and head[8:9] == b"{"
+
+
+def _may_start_pickle(head: bytes) -> bool:
+    """Protocol 0/1 pickles start with an opcode; JSON (``{``) and most text do not parse further."""
+    return bool(head) and chr(head[0]) in _OPCODE_CHARS and head[:1] != b"{"
+
+
+def _parses_as_pickle(path: Path, size: int) -> bool:
+    """True when the first pickle stream of the file disassembles up to STOP (never unpickled)."""
     try:
-        head.decode("utf-8")
-        return "text"
-    except UnicodeDecodeError:
-        return "unknown"
+        with open(path, "rb") as fh:
+            data = fh.read(_PICKLE_PROBE_BYTES)
+    except OSError:
+        return False
+    n_ops = 0
+    try:
+        for _op, _arg, _pos in pickletools.genops(io.BytesIO(data)):
+            n_ops += 1
+    except Exception as exc:  # pickletools raises assorted errors on non-pickle bytes
+        # A large pickle cut off by the probe limit still counts; anything else is not a pickle.
+        cut_off = any(m in str(exc) for m in _EOF_MESSAGES)
+        return size > len(data) and cut_off and n_ops >= 2
+    return n_ops >= 2
+
+
+_EOF_MESSAGES = ("exhausted", "but only", "not enough data", "no newline found")
+
+
+def _is_zip(path: Path) -> bool:
+    try:
+        return zipfile.is_zipfile(path)
+    except Exception:
+        return False
+
+
+_OPCODE_CHARS = frozenset(op.code for op in pickletools.opcodes)
 
 
 def validate_safetensors(path: Path) -> dict[str, dict]:
     """Strictly validate a safetensors file's framing and return its tensor table
     (name -> ``{dtype, shape, data_offsets}``), without reading tensor data.
 
-    Checks: header length within the file, JSON object header, known dtypes, offsets that are in
-    order, non-overlapping, match dtype x shape, and cover exactly the data buffer.
+    Checks: header length within the file, JSON object header, ``__metadata__`` a map of strings,
+    known dtypes, non-negative integer shapes and offsets, offsets that are in order,
+    non-overlapping, match dtype x shape, and cover exactly the data buffer.
 
     Raises:
         CorruptCheckpoint: any check fails (message names the file and the first problem).
@@ -71,54 +185,82 @@ def validate_safetensors(path: Path) -> dict[str, dict]:
             raise CorruptCheckpoint(f"{name}: safetensors header length {n} exceeds the file size {size}")
         try:
             header = json.loads(fh.read(n).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             raise CorruptCheckpoint(f"{name}: safetensors header is not valid JSON") from None
     if not isinstance(header, dict):
         raise CorruptCheckpoint(f"{name}: safetensors header is not a JSON object")
     data_len = size - 8 - n
+    meta = header.get("__metadata__", {})
+    if not (isinstance(meta, dict) and all(isinstance(v, str) for v in meta.values())):
+        raise CorruptCheckpoint(f"{name}: safetensors __metadata__ is not a map of strings")
     tensors = {k: v for k, v in header.items() if k != "__metadata__"}
     spans = []
     for key, info in tensors.items():
         if not isinstance(info, dict):
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has a malformed entry")
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has a malformed entry")
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if dtype not in _DTYPE_BYTES:
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has unknown dtype {dtype!r}")
-        if not (isinstance(shape, list) and all(isinstance(s, int) and s >= 0 for s in shape)):
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has a malformed shape")
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) for o in offs)):
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} has malformed data_offsets")
+        if not isinstance(dtype, str) or dtype not in _DTYPE_BYTES:
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has unknown dtype {str(dtype)[:40]!r}")
+        if not (isinstance(shape, list) and all(_is_uint(s) for s in shape)):
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has a malformed shape")
+        if not (isinstance(offs, list) and len(offs) == 2 and all(_is_uint(o) for o in offs)):
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} has malformed data_offsets")
         numel = 1
         for s in shape:
             numel *= s
         if offs[1] - offs[0] != numel * _DTYPE_BYTES[dtype] or offs[0] < 0:
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} size does not match its dtype and shape")
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} size does not match its dtype and shape")
         spans.append((offs[0], offs[1], key))
     spans.sort()
     end = 0
     for start, stop, key in spans:
         if start != end:
-            raise CorruptCheckpoint(f"{name}: tensor {key!r} overlaps or leaves a gap in the data buffer")
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} overlaps or leaves a gap in the data buffer")
         end = stop
     if end != data_len:
         raise CorruptCheckpoint(f"{name}: data buffer is {data_len} bytes but tensors cover {end}")
     return tensors
 
 
-def validate_gguf(path: Path) -> None:
+def _is_uint(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def validate_gguf(path: Path) -> int:
     """Check that ``path`` parses as GGUF with the ``gguf`` package's reader.
+
+    Returns:
+        The number of tensor elements in its tensor table (the model's parameter count).
 
     Raises:
         CorruptCheckpoint: wrong magic or a header/tensor table that does not parse.
     """
-    if sniff(path) != "gguf":
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise CorruptCheckpoint(f"{path.name}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    if magic != b"GGUF":
         raise CorruptCheckpoint(f"{path.name}: not a GGUF file (bad magic)")
     try:
         from gguf import GGUFReader
 
-        GGUFReader(str(path))
+        reader = GGUFReader(str(path))
+        return int(sum(int(t.n_elements) for t in reader.tensors))
     except Exception as exc:  # the reader raises assorted errors on malformed input
-        raise CorruptCheckpoint(f"{path.name}: malformed GGUF file ({type(exc).__name__}: {exc})".splitlines()[0]) from None
+        msg = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CorruptCheckpoint(f"{path.name}: malformed GGUF file ({type(exc).__name__}: {msg})") from None
+
+
+def tensor_elements(tensors: dict[str, dict]) -> int:
+    """Number of elements (parameters) in a validated safetensors tensor table."""
+    total = 0
+    for info in tensors.values():
+        n = 1
+        for d in info["shape"]:
+            n *= d
+        total += n
+    return total
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -1,10 +1,13 @@
 """The scan pipeline: target -> checkpoint -> probe set -> evidence -> candidates -> report.
 
-Each stage is timed and isolated: an error inside an analysis stage becomes an entry of
-``report.errors`` and marks the report incomplete, and the scan goes on. Errors that leave nothing to
-analyse (target not found, corrupt or unsafe checkpoint, unsupported architecture) propagate as
-:class:`scanner.errors.ScannerError`; :func:`scan` then still returns no report, so callers that need
-one for such failures use :func:`scan_to_report`.
+Each stage is timed, bounded by a :class:`scanner.budget.Watchdog` and isolated: an error inside an
+analysis stage becomes an entry of ``report.errors`` and marks the report incomplete, and the scan
+goes on. Per-file problems found while inspecting the checkpoint (a corrupt extra file, an
+unparsable pickle, an unreadable tokenizer) are report errors too. Errors that leave nothing to
+analyse (target not found, corrupt or unsafe weights, unsupported architecture, not enough memory)
+propagate from :func:`scan` as :class:`scanner.errors.ScannerError`; callers that need a report
+even then (the CLI, for ``--output``) use :func:`scan_to_report`, which records the error in an
+incomplete report with everything inspected before it.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from . import __version__
-from .budget import Budget, BudgetExceeded
+from .budget import Budget, BudgetExceeded, Watchdog
 from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint
 from .errors import BadInput, ScannerError
 from .probes import ProbeSet, default_probes, load_probes
@@ -37,7 +40,9 @@ STAGES = ("weights", "search", "attribution")
 @dataclass
 class ScanOptions:
     """Options of one scan (the CLI's flags). ``time_budget`` in seconds (None: unlimited);
-    ``only``: subset of :data:`STAGES` to run (None: all)."""
+    ``only``: subset of :data:`STAGES` to run (None: all); ``max_memory`` in bytes (None: the
+    available memory) bounds the model size that is loaded; ``stage_timeout`` in seconds bounds
+    each stage, loading included, on top of ``time_budget`` (None: only ``time_budget``)."""
 
     revision: str | None = None
     offline: bool = False
@@ -50,8 +55,14 @@ class ScanOptions:
     allow_pickle: bool = False
     only: tuple[str, ...] | None = None
     threads: int | None = None
+    max_memory: int | None = None
+    stage_timeout: float | None = 3600.0
 
     def __post_init__(self) -> None:
+        if self.max_memory is not None and (not isinstance(self.max_memory, int) or self.max_memory <= 0):
+            raise BadInput(f"max_memory must be a positive number of bytes, not {self.max_memory!r}")
+        if self.stage_timeout is not None and not self.stage_timeout > 0:
+            raise BadInput(f"stage_timeout must be positive seconds, not {self.stage_timeout!r}")
         if self.profile not in PROFILES:
             raise BadInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         for s in self.only or ():
@@ -65,14 +76,21 @@ class _Run:
     budget: Budget
     progress: Progress
     state: dict[str, Any] = field(default_factory=dict)
+    stage_timeout: float | None = None
+    on_hang: Callable[[str], None] | None = None
+
+    def watchdog(self, name: str) -> Watchdog:
+        """A watchdog bounding stage ``name`` by the scan budget and ``stage_timeout``."""
+        return Watchdog(self.budget, name, self.stage_timeout, on_hang=self.on_hang)
 
     def stage(self, name: str, fn: Callable[[], None]) -> None:
-        """Run one stage, timed; turn its failure into a report error (the scan goes on)."""
+        """Run one stage, timed and watched; turn its failure into a report error (the scan goes on)."""
         self.progress(name, "started")
         t0 = time.perf_counter()
         try:
             self.budget.check()
-            fn()
+            with self.watchdog(name):
+                fn()
         except BudgetExceeded as exc:
             self.report.errors.append(StageError(name, "time-budget", str(exc)))
             self.report.not_analysed.append(f"{name}: stopped by the time budget")
@@ -102,8 +120,38 @@ def scan(target: str, options: ScanOptions | None = None, progress: Progress | N
         budget returns what it found, marked incomplete.
 
     Raises:
-        ScannerError: the target cannot be resolved or loaded (nothing to analyse).
+        ScannerError: the target cannot be resolved or loaded (nothing to analyse); use
+            :func:`scan_to_report` to get an incomplete report instead.
+        BadInput: an invalid option.
     """
+    report, error = _scan(target, options, progress, None, kwargs)
+    if error is not None:
+        raise error
+    return report
+
+
+def scan_to_report(target: str, options: ScanOptions | None = None, progress: Progress | None = None,
+                   on_hang: Callable[[str, Report], None] | None = None, **kwargs: Any) -> tuple[Report, ScannerError | None]:
+    """Like :func:`scan`, but a target that cannot be resolved or loaded still yields a report.
+
+    Args:
+        target, options, progress: as for :func:`scan`.
+        on_hang: called as ``on_hang(stage, report)`` from the watchdog thread when a stage is stuck
+            past its deadline (see :mod:`scanner.budget`); the CLI writes the report and exits.
+
+    Returns:
+        ``(report, error)``: ``error`` is the :class:`ScannerError` that stopped loading (also recorded
+        in ``report.errors``, with the files and findings inspected before it; the report is then
+        incomplete), or None.
+
+    Raises:
+        BadInput: an invalid option (nothing was scanned).
+    """
+    return _scan(target, options, progress, on_hang, kwargs)
+
+
+def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
+          on_hang: Callable[[str, Report], None] | None, kwargs: dict[str, Any]) -> tuple[Report, ScannerError | None]:
     opts = options or ScanOptions()
     for k, v in kwargs.items():
         if not hasattr(opts, k):
@@ -117,17 +165,51 @@ def scan(target: str, options: ScanOptions | None = None, progress: Progress | N
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         options={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
     )
-    run = _Run(report, Budget(opts.time_budget), progress)
+    run = _Run(report, Budget(opts.time_budget), progress, stage_timeout=opts.stage_timeout,
+               on_hang=(lambda stage: on_hang(stage, _hung(report, stage))) if on_hang else None)
     _set_threads(opts.threads)
+    error: ScannerError | None = None
     try:
         _pipeline(run, target, opts)
+    except ScannerError as exc:
+        error = exc
+        _record_load_failure(report, exc)
+    except BudgetExceeded as exc:  # a deadline reached outside any stage (e.g. while resolving)
+        report.errors.append(StageError("scan", "time-budget", str(exc)))
+        report.not_analysed.append("scan stopped by the time limit before all stages ran")
+        report.complete = False
+    except Exception as exc:  # a scanner bug while loading: still one error line and a report, never a traceback
+        error = ScannerError(f"unexpected {type(exc).__name__} while loading ({(str(exc).splitlines() or [''])[0][:200]}); this is a scanner bug")
+        _record_load_failure(report, error)
     except KeyboardInterrupt:
         report.errors.append(StageError("scan", "interrupted", "scan interrupted (KeyboardInterrupt)"))
         report.not_analysed.append("scan interrupted before all stages ran")
         report.complete = False
     report.risk = assess(report.candidates, report.evidence, report.findings)
     report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files))
+    return report, error
+
+
+def _hung(report: Report, stage: str) -> Report:
+    """Mark ``report`` as stopped by a stage stuck past its deadline, with its risk assessed so far."""
+    report.errors.append(StageError(stage, "watchdog", f"stage {stage} hung past its deadline; the scan was stopped"))
+    report.not_analysed.append(f"{stage}: stuck past its deadline; the scan was stopped")
+    report.complete = False
+    report.risk = assess(report.candidates, report.evidence, report.findings)
+    report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files))
     return report
+
+
+def _record_load_failure(report: Report, exc: ScannerError) -> None:
+    """Record an error that stopped resolving or loading, with what was inspected before it."""
+    ck = exc.partial
+    if ck is not None:
+        report.target.files, report.findings, report.model = list(ck.files), list(ck.findings), ck.facts
+        report.errors.extend(ck.errors)
+        report.not_analysed.extend(ck.not_analysed)
+    report.errors.append(StageError("load", type(exc).__name__, str(exc)))
+    report.not_analysed.append("model: not loaded, so no analysis ran")
+    report.complete = False
 
 
 def _set_threads(n: int | None) -> None:
@@ -145,11 +227,23 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
     run.progress("load", f"loading {resolved.path}")
     wanted = set(opts.only or STAGES)
-    ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
-                         load_model=bool(wanted - {"weights"}))
-    report.timings["load"] = round(time.perf_counter() - t0, 3)
+    try:
+        with run.watchdog("load"):
+            ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
+                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}))
+    except BudgetExceeded as exc:
+        report.errors.append(StageError("load", "time-budget", str(exc)))
+        report.not_analysed.append("model: loading stopped by the time limit, so no analysis ran")
+        report.complete = False
+        return
+    finally:
+        report.timings["load"] = round(time.perf_counter() - t0, 3)
     report.target.files, report.findings, report.model = ck.files, list(ck.findings), ck.facts
     report.target.base = ck.reference_spec if resolved.kind == "adapter" else None
+    if ck.errors or ck.not_analysed:
+        report.errors.extend(ck.errors)
+        report.not_analysed.extend(ck.not_analysed)
+        report.complete = False
     reference = opts.reference or ck.reference_spec
     if ck.facts.task == TASK_UNSUPPORTED:
         report.not_analysed.append(
@@ -161,6 +255,10 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         return
     if "weights" in wanted:
         run.stage("weights", lambda: _weights(run, ck, reference, opts))
+    if ck.tokenizer is None and wanted & {"search", "attribution"}:
+        report.not_analysed.append("trigger search and attribution: no usable tokenizer")
+        report.complete = False
+        return
     if ck.facts.task == TASK_CLASSIFICATION:
         if "search" in wanted:
             run.stage("search", lambda: _classifier_search(run, ck, opts))
@@ -175,7 +273,8 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
 
 
 def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
-    return load_checkpoint(resolve(spec, offline=opts.offline), allow_pickle=opts.allow_pickle, offline=opts.offline)
+    return load_checkpoint(resolve(spec, offline=opts.offline), allow_pickle=opts.allow_pickle, offline=opts.offline,
+                           max_memory=opts.max_memory)
 
 
 def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions) -> None:
@@ -299,7 +398,7 @@ def _reference_check(run: _Run, reference: str, opts: ScanOptions) -> None:
     from .search import ClassifierTriggerSearch, SearchConfig
 
     ref = _load_reference(reference, opts)
-    if ref.facts.task != TASK_CLASSIFICATION or ref.model.config.num_labels != len(run.report.model.labels):
+    if ref.facts.task != TASK_CLASSIFICATION or ref.tokenizer is None or ref.model.config.num_labels != len(run.report.model.labels):
         run.report.evidence.append(Evidence("reference-flip", "skipped", "reference is not a classifier with the same labels"))
         return
     ref_search = ClassifierTriggerSearch(ref.model, ref.tokenizer, SearchConfig(seed=opts.seed), run.budget)

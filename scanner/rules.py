@@ -63,12 +63,42 @@ PICKLE_FILE = register(
 PYTHON_CODE = register(
     "SC103", "python-code-shipped", RiskLevel.MEDIUM,
     "The checkpoint ships Python files; the scanner never executes them.",
-    "Review the Python files before any use with trust_remote_code=True.",
+    "Review the Python files before enabling remote code (trust_remote_code) for this model.",
 )
 REMOTE_CODE = register(
     "SC104", "remote-code-auto-map", RiskLevel.MEDIUM,
-    "config.json has auto_map (custom model code); trust_remote_code stays off.",
-    "Loading this model with trust_remote_code=True runs the repository's code; review it first.",
+    "config.json (or tokenizer_config.json) has auto_map (custom model code); trust_remote_code stays off.",
+    "Enabling remote code (trust_remote_code) for this model runs the repository's code; review it first.",
+)
+NAME_CONTENT_MISMATCH = register(
+    "SC105", "name-content-mismatch", RiskLevel.MEDIUM,
+    "A file's name claims one format but its bytes are another; a loader that routes by name would misread it.",
+    "Rename or remove the file; never load it by its extension.",
+)
+POLYGLOT = register(
+    "SC106", "polyglot-file", RiskLevel.HIGH,
+    "A file is valid as two container formats (e.g. safetensors and zip); different loaders see different content. Analysed as both.",
+    "Treat the checkpoint as hostile: different tools will load different weights from it.",
+)
+DANGEROUS_PICKLE_IMPORT = register(
+    "SC107", "dangerous-pickle-import", RiskLevel.CRITICAL,
+    "A pickle stream imports a callable that can run code (picklescan: dangerous); the file is never unpickled.",
+    "Do not load this file with torch.load or pickle; it runs code when loaded.",
+)
+SUSPICIOUS_PICKLE_IMPORT = register(
+    "SC108", "suspicious-pickle-import", RiskLevel.MEDIUM,
+    "A pickle stream imports a global outside picklescan's allow-list; the file is never unpickled.",
+    "Review the listed imports before loading the file anywhere.",
+)
+UNINDEXED_SHARD = register(
+    "SC109", "unindexed-shard", RiskLevel.MEDIUM,
+    "A *.safetensors file is not part of the weights a loader reads (not in the shard index); its tensors were not analysed.",
+    "Find out why the file is there; another loader could read it instead of the indexed weights.",
+)
+UNINDEXED_TENSOR = register(
+    "SC110", "unindexed-tensor", RiskLevel.MEDIUM,
+    "A shard holds tensors its index does not map to it; a loader may ignore or mix them.",
+    "Rebuild the index from the shards or obtain a consistent checkpoint.",
 )
 EMBEDDING_NORM = register(
     "SC201", "embedding-norm-outlier", RiskLevel.LOW,

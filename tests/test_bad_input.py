@@ -55,10 +55,17 @@ def test_pickle_only_checkpoint_is_refused(clean, tmp_path):
 
 
 def test_pickle_renamed_safetensors_is_refused(clean, tmp_path):
+    """Refused with one error line; the critical SC101 finding reaches the gate, so exit 1 (not 2)."""
     pk = tmp_path / "disguised"
     shutil.copytree(clean.path, pk)
     (pk / "model.safetensors").write_bytes(b"\x80\x04\x95" + b"\x00" * 64)
-    assert_one_line_error(run_cli("scan", str(pk), "-q"), "pickle")
+    res = run_cli("scan", str(pk), "-q", "--format", "json")
+    assert res.exit_code == ExitCode.FINDINGS, res.stderr
+    errors = [l for l in res.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "pickle" in errors[0] and "Traceback" not in res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["verdict"] == "critical" and rep["complete"] is False
+    assert "SC101" in {f["code"] for f in rep["findings"]}
 
 
 def test_remote_code_is_a_finding_and_never_run(clean, probes, tmp_path):

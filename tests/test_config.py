@@ -20,7 +20,7 @@ def here(tmp_path, monkeypatch):
         if k.startswith("SCANNER_") and k != "SCANNER_CACHE_DIR":
             monkeypatch.delenv(k)
     medium = apply_policy(sample_report(), suppress=["SC301", "SC201"])
-    monkeypatch.setattr("scanner.pipeline.scan", lambda target, opts, progress=None: medium)
+    monkeypatch.setattr("scanner.pipeline.scan_to_report", lambda target, opts, progress=None, on_hang=None: (medium, None))
     return tmp_path
 
 

@@ -54,11 +54,11 @@ def fake_scan(monkeypatch):
     """Make `scanner scan` return a constructed report (no model), to test the CLI's gate fast."""
     state = {"complete": True}
 
-    def fake(target, opts, progress=None):
+    def fake(target, opts, progress=None, on_hang=None):
         progress("load", "started")
-        return sample_report(complete=state["complete"])
+        return sample_report(complete=state["complete"]), None
 
-    monkeypatch.setattr("scanner.pipeline.scan", fake)
+    monkeypatch.setattr("scanner.pipeline.scan_to_report", fake)
     return state
 
 

@@ -73,15 +73,17 @@ class WeightSource:
 
 
 class SafetensorsSource(WeightSource):
-    """All ``*.safetensors`` files of a folder (sharded or not), read lazily.
+    """The safetensors weights a loader would read from a folder, read lazily: the shards named by
+    ``*.safetensors.index.json`` when there is one, else ``model.safetensors`` when present, else
+    every file matching ``pattern`` (files outside these are the loader's business, not the weights').
 
     Raises:
-        CorruptCheckpoint: a file fails strict validation, or the folder has no safetensors file.
+        CorruptCheckpoint: a weight file fails strict validation, or there is none.
     """
 
     def __init__(self, folder: Path, pattern: str = "*.safetensors"):
         self.folder = Path(folder)
-        files = sorted(self.folder.glob(pattern))
+        files = self._weight_files(pattern)
         if not files:
             raise CorruptCheckpoint(f"{self.folder.name}: no {pattern} files")
         self.tensors = {}
@@ -89,6 +91,18 @@ class SafetensorsSource(WeightSource):
             for name, info in validate_safetensors(f).items():
                 off = info["data_offsets"]
                 self.tensors[name] = TensorInfo(name, tuple(info["shape"]), info["dtype"], off[1] - off[0], f.name)
+
+    def _weight_files(self, pattern: str) -> list[Path]:
+        if pattern == "*.safetensors":
+            for index in sorted(self.folder.glob("*.safetensors.index.json")):
+                try:
+                    shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+                    return [self.folder / s for s in shards if isinstance(s, str)]
+                except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                    raise CorruptCheckpoint(f"{index.name}: shard index is not valid JSON with a weight_map") from None
+            if (self.folder / "model.safetensors").is_file():
+                return [self.folder / "model.safetensors"]
+        return sorted(self.folder.glob(pattern))
 
     def get(self, name: str) -> torch.Tensor:
         from safetensors import safe_open
