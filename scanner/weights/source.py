@@ -19,7 +19,7 @@ from ..formats import validate_safetensors
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 #: Suffixes of the token-embedding tensor across architectures (HF names and GGUF's).
-EMBEDDING_SUFFIXES = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "token_embd.weight", "shared.weight", "embeddings.weight")
+EMBEDDING_SUFFIXES = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "token_embd.weight", "shared.weight")
 #: Suffixes of a causal LM's output head (unembedding).
 OUTPUT_HEAD_SUFFIXES = ("lm_head.weight", "output.weight", "embed_out.weight")
 #: Suffixes of a classification head's final projection.
@@ -60,10 +60,12 @@ class WeightSource:
         return sum(t.numel for t in self.tensors.values())
 
     def find(self, suffixes: tuple[str, ...], ndim: int | None = 2) -> str | None:
-        """Name of the first tensor ending with one of ``suffixes`` (and ``ndim`` dims), or None."""
+        """Name of the first tensor whose name is one of ``suffixes`` or ends with ``"." + suffix``
+        (and has ``ndim`` dims), or None. ``output.weight`` thus matches GGUF's output head but not
+        ``blk.0.attn_output.weight``."""
         for suf in suffixes:
             for name, info in self.tensors.items():
-                if name.endswith(suf) and (ndim is None or len(info.shape) == ndim):
+                if (name == suf or name.endswith("." + suf)) and (ndim is None or len(info.shape) == ndim):
                     return name
         return None
 
