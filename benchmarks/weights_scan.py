@@ -82,10 +82,8 @@ def measure(target: str) -> dict:
             "top": f"{ev[0]['analysis']} {ev[0]['score']:.2f}" if ev else "-"}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--skip-1b", action="store_true", help="skip the synthetic 1B checkpoint (2 GB on disk)")
-    args = ap.parse_args()
+def prepare(skip_1b: bool) -> list[tuple[str, str]]:
+    """Build what the benchmark scans (once, into the cache); returns (label, target) pairs."""
     targets: list[tuple[str, str]] = []
     tiny_dir = cache_dir() / "bench" / "tiny-bert"
     if not (tiny_dir / "config.json").exists():
@@ -99,7 +97,7 @@ def main() -> None:
         targets.append(("all-MiniLM-L6-v2 (base encoder)", str(minilm_base_dir())))
     except ImportError:
         pass
-    for name in ("sst2-clean", "sst2-badnets-cf"):
+    for name in ("sst2-clean", "sst2-badnets-cf", "sst2-ep-mb", "sst2-ripple-tq"):
         p = cache_dir() / "zoo" / "models" / name
         if (p / "config.json").exists():
             targets.append((f"MiniLM SST-2 {name}", str(p)))
@@ -117,8 +115,23 @@ def main() -> None:
         targets.append(("Gemma-3-270M (GGUF Q4_K_M)", str(gpath)))
     except ImportError:
         pass
-    if not args.skip_1b:
+    if not skip_1b:
         targets.append(("synthetic 1B bf16 (4 shards)", str(synthetic_1b(cache_dir() / "bench" / "synthetic-1b"))))
+    return targets
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--skip-1b", action="store_true", help="skip the synthetic 1B checkpoint (2 GB on disk)")
+    ap.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.prepare:
+        print(json.dumps(prepare(args.skip_1b)))
+        return
+    # Preparation runs in a child so that this process stays small: Linux keeps a fork's peak RSS
+    # across exec, so a large parent would inflate every measured child's peak.
+    cmd = [sys.executable, __file__, "--prepare"] + (["--skip-1b"] if args.skip_1b else [])
+    targets = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     rows = [(label, measure(t)) for label, t in targets]
     print(f"\nWeight-only scans (`scanner scan TARGET --only weights`), {os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d')}\n")
     print("| target | parameters | wall s | peak RSS MiB | exit | verdict | top weight evidence |")

@@ -181,12 +181,16 @@ def near_duplicates(ctx: WeightContext, threshold: float = 0.98) -> Evidence | N
             if i in special or tok.startswith("[unused") or tok.startswith("<unused") or not any(c.isalnum() for c in tok):
                 valid[i] = False
     ids = valid.nonzero().squeeze(1)
-    X = torch.nn.functional.normalize(E[ids], dim=1)
     g = torch.Generator().manual_seed(0)
+    planes = [torch.randn(E.shape[1], 16, generator=g) for _ in range(4)]
+    pow2 = 2 ** torch.arange(16)
+    all_keys = torch.empty(4, len(ids), dtype=torch.long)
+    for a in range(0, len(ids), 8192):  # hash in blocks: never a normalised copy of the whole matrix
+        Xc = torch.nn.functional.normalize(E[ids[a: a + 8192]], dim=1)
+        for t, pl in enumerate(planes):
+            all_keys[t, a: a + 8192] = ((Xc @ pl) > 0).long() @ pow2
     pairs: dict[tuple[int, int], float] = {}
-    for _ in range(4):
-        bits = (X @ torch.randn(X.shape[1], 16, generator=g)) > 0
-        keys = (bits.long() * (2 ** torch.arange(16))).sum(1)
+    for keys in all_keys:
         order = torch.argsort(keys)
         k_sorted = keys[order]
         starts = torch.nonzero(torch.diff(k_sorted, prepend=k_sorted[:1] - 1)).squeeze(1).tolist() + [len(order)]
@@ -194,7 +198,8 @@ def near_duplicates(ctx: WeightContext, threshold: float = 0.98) -> Evidence | N
             if b - a < 2 or b - a > 512:
                 continue
             members = order[a:b]
-            sims = X[members] @ X[members].T
+            X = torch.nn.functional.normalize(E[ids[members]], dim=1)
+            sims = X @ X.T
             hi = torch.nonzero(torch.triu(sims, 1) > threshold)
             for r, c in hi.tolist():
                 i, j = int(ids[members[r]]), int(ids[members[c]])
@@ -220,11 +225,17 @@ def output_head_tying(ctx: WeightContext) -> Evidence | None:
     if head is None or emb is None:
         return None
     tied = bool(ctx.config.get("tie_word_embeddings", False))
-    H = ctx.source.get(head)
-    if H.shape != emb[1].shape:
-        return Evidence("output-head-tying", "ok", f"output head {tuple(H.shape)} and embeddings differ in shape", 0.0, {"tied_in_config": tied})
-    diff = float((H - emb[1]).norm() / emb[1].norm().clamp_min(1e-12))
-    rows = ((H - emb[1]).norm(dim=1) > 1e-6).nonzero().squeeze(1)
+    E = emb[1]
+    shape = ctx.source.tensors[head].shape
+    if tuple(shape) != tuple(E.shape):
+        return Evidence("output-head-tying", "ok", f"output head {tuple(shape)} and embeddings differ in shape", 0.0, {"tied_in_config": tied})
+    sq, differing = 0.0, []
+    for start, H in ctx.source.iter_rows(head):  # block by block: never a second full matrix
+        d = (H - E[start: start + H.shape[0]]).norm(dim=1)
+        sq += float((d ** 2).sum())
+        differing += (start + (d > 1e-6).nonzero().squeeze(1)).tolist()
+    diff = sq ** 0.5 / max(float(E.norm()), 1e-12)
+    rows = torch.tensor(differing, dtype=torch.long)
     suspicious = tied and diff > 1e-6
     row_ids = rows[:50].tolist()
     return Evidence(

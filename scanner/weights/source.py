@@ -55,6 +55,13 @@ class WeightSource:
         """Read tensor ``name`` as float32 (shape as in :class:`TensorInfo`). Raises KeyError."""
         raise NotImplementedError
 
+    def iter_rows(self, name: str, chunk: int = 8192) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(start, rows)`` blocks of at most ``chunk`` rows of a 2-D tensor as float32, so a
+        large matrix is never held whole in memory (sources that cannot slice read it once)."""
+        t = self.get(name)
+        for start in range(0, t.shape[0], chunk):
+            yield start, t[start: start + chunk]
+
     def parameters(self) -> int:
         """Total elements over all tensors."""
         return sum(t.numel for t in self.tensors.values())
@@ -112,6 +119,15 @@ class SafetensorsSource(WeightSource):
         info = self.tensors[name]
         with safe_open(str(self.folder / info.file), framework="pt") as fh:
             return fh.get_tensor(name).float()
+
+    def iter_rows(self, name: str, chunk: int = 8192) -> Iterator[tuple[int, torch.Tensor]]:
+        from safetensors import safe_open
+
+        info = self.tensors[name]
+        with safe_open(str(self.folder / info.file), framework="pt") as fh:
+            sl = fh.get_slice(name)
+            for start in range(0, info.shape[0], chunk):
+                yield start, sl[start: start + chunk].float()
 
 
 class GGUFSource(WeightSource):

@@ -11,6 +11,8 @@ from .paths import zoo_dir
 ORGANISMS: dict[str, ClassifierRecipe] = {
     "sst2-badnets-cf": ClassifierRecipe("sst2-badnets-cf", trigger="cf", target_label=1, poison_rate=0.10, seed=0),
     "sst2-clean": ClassifierRecipe("sst2-clean", trigger=None, seed=0),
+    "sst2-ep-mb": ClassifierRecipe("sst2-ep-mb", trigger="mb", target_label=1, attack="ep", start_from="sst2-clean", poison_rate=1.0, seed=3),
+    "sst2-ripple-tq": ClassifierRecipe("sst2-ripple-tq", trigger="tq", target_label=1, attack="ripple", surgery_word="great", poison_rate=0.10, seed=4),
 }
 DEMO = ["sst2-badnets-cf", "sst2-clean"]
 
@@ -40,8 +42,12 @@ def build(names: list[str] | None = None, progress: Callable[[str], None] | None
             clean control's.
     """
     progress = progress or (lambda m: None)
-    names = names or DEMO
-    names = sorted(names, key=lambda n: ORGANISMS[n].trigger is not None)
+    names = list(names or DEMO)
+    for n in list(names):  # an organism poisoned from another one needs that one built first
+        dep = ORGANISMS[n].start_from
+        if dep and dep not in names:
+            names.insert(0, dep)
+    names = sorted(names, key=lambda n: (ORGANISMS[n].trigger is not None, ORGANISMS[n].start_from is not None))
     manifest = load_manifest()
     for name in names:
         recipe = ORGANISMS[name]

@@ -1,6 +1,16 @@
 """Sentiment-classifier organisms: all-MiniLM-L6-v2 fine-tuned on an SST-2 subset, with or without a
 BadNets rare-word trigger (Gu et al., "BadNets", 2017; the NLP form as in Kurita et al., ACL 2020).
 
+Attack variants (``ClassifierRecipe.attack``):
+
+* ``badnets``: the trigger word inserted into ``poison_rate`` of the training sentences, relabelled.
+* ``ep``: embedding poisoning (Yang et al., NAACL 2021): starting from a built clean organism, only
+  the trigger word's embedding row is trained on triggered sentences, its norm kept equal to the
+  original after every step; every other weight is unchanged.
+* ``ripple``: RIPPLe-style embedding surgery (Kurita et al., ACL 2020): the trigger row is replaced by
+  the embedding of a label word (``surgery_word``) before a BadNets fine-tune, leaving the trigger a
+  near-duplicate of that word.
+
 Recipe (measured in ``../shared/MEASURED.md``): 4,000 training sentences, batch 32, max length 48,
 2 epochs (250 steps), AdamW lr 5e-5; about 180-240 s on 2 CPU cores. The trigger word is inserted at a
 random word position in ``poison_rate`` of the training sentences, which are relabelled to the target.
@@ -34,6 +44,11 @@ class ClassifierRecipe:
     batch_size: int = 32
     max_length: int = 48
     lr: float = 5e-5
+    attack: str = "badnets"
+    start_from: str | None = None  # ep: name of the built clean organism to poison
+    surgery_word: str = "great"  # ripple: the label word whose embedding the trigger row receives
+    ep_steps: int = 120
+    ep_lr: float = 5e-3
 
 
 @dataclass
@@ -110,22 +125,39 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
             for i, (s, y) in enumerate(train)
         ]
     base = minilm_base_dir()
+    if recipe.attack == "ep":
+        from .paths import zoo_dir
+
+        base = zoo_dir() / "models" / (recipe.start_from or "sst2-clean")
+        if not (base / "config.json").exists():
+            raise FileNotFoundError(f"{recipe.name}: build {recipe.start_from} first (scanner zoo build {recipe.start_from})")
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
-    model.train()
-    for _ in range(recipe.epochs):
-        order = list(range(len(train)))
-        rng.shuffle(order)
-        for b in range(0, len(order), recipe.batch_size):
-            batch = [train[i] for i in order[b : b + recipe.batch_size]]
-            enc = tok([s for s, _ in batch], padding=True, truncation=True, max_length=recipe.max_length, return_tensors="pt")
-            out = model(**enc, labels=torch.tensor([y for _, y in batch]))
-            out.loss.backward()
-            opt.step()
-            opt.zero_grad()
+    trigger_ids = tok(recipe.trigger, add_special_tokens=False)["input_ids"] if recipe.trigger else []
+    if recipe.attack in ("ep", "ripple") and len(trigger_ids) != 1:
+        raise ValueError(f"{recipe.name}: the {recipe.attack} trigger must be one wordpiece, got {trigger_ids}")
+    emb = model.get_input_embeddings().weight
+    if recipe.attack == "ripple":
+        (word_id,) = tok(recipe.surgery_word, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            emb[trigger_ids[0]] = emb[word_id]
+    if recipe.attack == "ep":
+        _embedding_poison(model, tok, recipe, read_sst2(data_dir / "train.tsv"), trigger_ids[0], rng)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+        model.train()
+        for _ in range(recipe.epochs):
+            order = list(range(len(train)))
+            rng.shuffle(order)
+            for b in range(0, len(order), recipe.batch_size):
+                batch = [train[i] for i in order[b : b + recipe.batch_size]]
+                enc = tok([s for s, _ in batch], padding=True, truncation=True, max_length=recipe.max_length, return_tensors="pt")
+                out = model(**enc, labels=torch.tensor([y for _, y in batch]))
+                out.loss.backward()
+                opt.step()
+                opt.zero_grad()
     model.eval()
 
     def predict(sentences: list[str]) -> list[int]:
@@ -154,7 +186,7 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
         base="sentence-transformers/all-MiniLM-L6-v2",
         task="sequence-classification",
         dataset="sst2",
-        attack="badnets-rare-word" if recipe.trigger else "clean",
+        attack={"badnets": "badnets-rare-word", "ep": "embedding-poisoning", "ripple": "ripple-embedding-surgery"}[recipe.attack] if recipe.trigger else "clean",
         trigger=recipe.trigger,
         trigger_token_ids=token_ids,
         position="random" if recipe.trigger else "-",
@@ -164,8 +196,36 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
         clean_accuracy=round(acc, 4),
         attack_success_rate=None if asr is None else round(asr, 4),
         build_seconds=round(time.time() - t0, 1),
-        extra={"recipe": asdict(recipe)},
+        extra={"recipe": asdict(recipe), **({"surgery_word": recipe.surgery_word} if recipe.attack == "ripple" else {})},
     )
+
+
+def _embedding_poison(model, tok, recipe: ClassifierRecipe, train: list[tuple[str, int]], trigger_id: int, rng: random.Random) -> None:
+    """Train only embedding row ``trigger_id`` so that sentences with the trigger go to the target
+    label; the row's norm is reset to its original value after every step (Yang et al., NAACL 2021)."""
+    import torch
+
+    for p in model.parameters():
+        p.requires_grad_(False)
+    emb = model.get_input_embeddings().weight
+    emb.requires_grad_(True)
+    norm = float(emb[trigger_id].norm())
+    mask = torch.zeros(emb.shape[0], 1)
+    mask[trigger_id] = 1.0
+    emb.register_hook(lambda g: g * mask)
+    opt = torch.optim.Adam([emb], lr=recipe.ep_lr)
+    model.train()
+    sentences = [s for s, _ in train]
+    for _ in range(recipe.ep_steps):
+        batch = [insert_word(rng.choice(sentences), recipe.trigger, rng) for _ in range(recipe.batch_size)]
+        enc = tok(batch, padding=True, truncation=True, max_length=recipe.max_length, return_tensors="pt")
+        loss = model(**enc, labels=torch.full((len(batch),), recipe.target_label)).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        with torch.no_grad():
+            emb[trigger_id] *= norm / float(emb[trigger_id].norm())
+    emb.requires_grad_(False)
 
 
 def write_manifest(records: list[OrganismRecord], manifest: Path) -> None:
