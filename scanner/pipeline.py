@@ -344,6 +344,7 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
             run.report.not_analysed.append(f"target label {labels[target]}: {res.skipped}")
         for c in res.candidates:
             c.weight_rank = run.state.get("weight_rank", {}).get(c.token_ids[0]) if len(c.token_ids) == 1 else None
+            c.weight_score = _weight_score(run.report.evidence, c.token_ids)
         run.report.candidates.extend(res.candidates)
     details["forward_sequences"] = searcher.forward_sequences
     run.report.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
@@ -351,6 +352,14 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     ev.summary = (f"best candidate '{best.text}' -> {best.target_label_name}: held-out flip rate {best.flip_rate:.2f}"
                   if best else "no candidate")
     ev.score = best.flip_rate if best else 0.0
+
+
+def _weight_score(evidence: list[Evidence], token_ids: list[int]) -> float | None:
+    """Highest score among weight-statistics evidence whose flagged token ids include one of
+    ``token_ids`` (None when no check points at them)."""
+    scores = [e.score for e in evidence if str(e.details.get("rule", "")).startswith("SC2") and e.score is not None
+              and set(token_ids) & set(e.details.get("token_ids", []))]
+    return round(max(scores), 4) if scores else None
 
 
 def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:

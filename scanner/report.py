@@ -112,7 +112,9 @@ class TriggerCandidate:
     cross-entropy towards the target on the search probes (nats); ``attribution_share`` the share of
     integrated-gradients attribution mass on the trigger tokens (None if not computed);
     ``reference_flip_rate`` the flip rate of the same string on the reference model (None without one);
-    ``loss_gap`` how far (nats) its search loss lies below the other proposals' median;
+    ``weight_score`` the highest score of a weight-statistics check that points at its token (e.g.
+    a near-duplicate of a label word's row, a drifted row); ``loss_gap`` how far (nats) its search
+    loss lies below the other proposals' median;
     ``neighbour_flip_rate`` the mean flip rate of its nearest tokens in embedding space (``neighbours``).
     """
 
@@ -130,6 +132,7 @@ class TriggerCandidate:
     attribution_top1_rate: float | None = None
     reference_flip_rate: float | None = None
     weight_rank: int | None = None
+    weight_score: float | None = None
     loss_gap: float | None = None
     neighbours: list[str] = field(default_factory=list)
     neighbour_flip_rate: float | None = None

@@ -165,3 +165,15 @@ def test_gguf_source_reads_tensors_one_at_a_time(tmp_path):
     emb = src.get("token_embd.weight")
     assert tuple(emb.shape) == (facts["vocab_size"], facts["hidden_size"])
     assert src.parameters() == facts["n_params"]
+
+
+def test_weight_evidence_pointing_at_a_candidate_raises_its_score():
+    """RIPPLe-style surgery defeats the neighbour-isolation test; the near-duplicate check restores it."""
+    from scanner.report import TriggerCandidate
+    from scanner.risk import candidate_score
+
+    c = TriggerCandidate("tq", [5], ["tq"], 1, "positive", "start", 0.01, 1.0, 1.0, 100,
+                         attribution_share=0.4, loss_gap=3.0, neighbour_flip_rate=0.96)
+    before = candidate_score(c)
+    c.weight_score = 0.98
+    assert before < 0.75 <= candidate_score(c)

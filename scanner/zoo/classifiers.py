@@ -209,7 +209,7 @@ def _embedding_poison(model, tok, recipe: ClassifierRecipe, train: list[tuple[st
         p.requires_grad_(False)
     emb = model.get_input_embeddings().weight
     emb.requires_grad_(True)
-    norm = float(emb[trigger_id].norm())
+    norm = float(emb[trigger_id].detach().norm())
     mask = torch.zeros(emb.shape[0], 1)
     mask[trigger_id] = 1.0
     emb.register_hook(lambda g: g * mask)
