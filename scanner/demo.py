@@ -50,6 +50,8 @@ def _scan(label: str, args: list[str], out: Path) -> dict:
     proc = subprocess.run(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     secs = time.time() - t0
     rep = json.loads(out.read_text()) if out.exists() else {}
+    if out.exists():  # what a person reads: the saved report rendered in the terminal
+        subprocess.run([sys.executable, "-m", "scanner", "report", "show", str(out), "--format", "human"])
     console.print(f"exit code {proc.returncode} after {secs:.0f} s", style="bold")
     return {"label": label, "exit": proc.returncode, "seconds": secs, "report": rep}
 
