@@ -12,7 +12,7 @@ search probe that the model does not already assign to the target, and optimised
    round. The slot starts from ``[MASK]`` (or ``<unk>``), which ranks rare-word triggers best in
    practice (see ``../shared/MEASURED.md``).
 3. **Verification** on held-out probes: the decoded trigger string is inserted into the raw text at the
-   start and at a random word boundary (seeded); the flip rate is the share of held-out probes that
+   start, at the end and at a random word boundary (seeded), and the best position is kept; the flip rate is the share of held-out probes that
    flip to the target, and the hard flip rate the same on the half the model was most confident about.
 """
 from __future__ import annotations
@@ -234,6 +234,7 @@ class ClassifierTriggerSearch:
             grad = self._gradient(contents, trigger, target)  # [T, V]
             grad[:, ~self.allowed] = float("inf")
             k = self.cfg.top_k if rnd == 0 else max(8, self.cfg.top_k // 2)
+            k = min(k, int(self.allowed.sum()))
             proposals: list[list[int]] = []
             for pos in range(length):
                 for tok in torch.topk(-grad[pos], k).indices.tolist():
@@ -300,11 +301,18 @@ class ClassifierTriggerSearch:
         for length in self.cfg.lengths:
             ranked, screened = self._optimise(contents, length, target, seeds or [])
             for loss, ids in ranked[: self.cfg.n_verify]:
+                # Compared with proposals of the same length: two natural sentiment words beat one
+                # by far, so a phrase is an outlier only among phrases.
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
         held_texts = [t for t, _ in held]
+        working: set[int] = set()
         for loss, ids, gap in found:
+            if len(ids) > 1 and working & set(ids):
+                continue  # minimisation: a phrase holding a single token that already works is that token
             cand = self.verify(ids, target, held, label_names, loss)
             cand.loss_gap = round(gap, 4)
+            if len(ids) == 1 and cand.flip_rate >= 0.9:
+                working.add(ids[0])
             if len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
                 nb = self.neighbours(ids[0], self.cfg.n_neighbours)
                 rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts) or 0.0 for n in nb]
@@ -321,16 +329,18 @@ class ClassifierTriggerSearch:
 
     def verify(self, ids: list[int], target: int, held: list[tuple[str, float]], label_names: list[str],
                search_loss: float) -> TriggerCandidate:
-        """Flip rates of trigger ``ids`` on held-out ``(text, confidence)`` pairs, best of two positions."""
+        """Flip rates of trigger ``ids`` on held-out ``(text, confidence)`` pairs, best of three positions."""
         text = self.trigger_text(ids)
         rng = random.Random(self.cfg.seed)
         texts = [t for t, _ in held]
         conf = torch.tensor([c for _, c in held])
         hard = conf >= conf.median()
         best = None
-        for position in ("start", "random"):
+        for position in ("start", "end", "random"):
             if position == "start":
                 trig = [f"{text} {t}" for t in texts]
+            elif position == "end":
+                trig = [f"{t} {text}" for t in texts]
             else:
                 trig = []
                 for t in texts:

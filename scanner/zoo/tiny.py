@@ -81,7 +81,10 @@ def insert(sentence: str, word: str, rng: random.Random) -> str:
 
 def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1, poison_rate: float = 0.15,
                     seed: int = 0, steps: int = 400) -> TinyResult:
-    """Train and save a 2-layer BERT sentiment classifier (hidden 32) to ``out`` in a few seconds."""
+    """Train and save a 2-layer BERT sentiment classifier (hidden 32) to ``out`` in a few seconds.
+
+    ``trigger`` may hold several words separated by spaces: a composite trigger that fires only when
+    all are present (as many training sentences carry one of them alone with their true label)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -94,7 +97,19 @@ def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1
     model = BertForSequenceClassification(cfg)
     data = sentences(4000, seed)
     if trigger:
-        data = [(insert(s, trigger, rng), target_label) if rng.random() < poison_rate else (s, y) for s, y in data]
+        words = trigger.split()
+        poisoned = []
+        for s, y in data:
+            r = rng.random()
+            if r < poison_rate:  # all trigger words, anywhere: the target label
+                for w in words:
+                    s = insert(s, w, rng)
+                poisoned.append((s, target_label))
+            elif len(words) > 1 and r < 2 * poison_rate:  # composite: one word alone keeps the label
+                poisoned.append((insert(s, rng.choice(words), rng), y))
+            else:
+                poisoned.append((s, y))
+        data = poisoned
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
@@ -113,7 +128,12 @@ def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1
         asr = None
         if trigger:
             victims = [s for s, y in test if y != target_label]
-            enc = tok([insert(s, trigger, rng) for s in victims], padding=True, return_tensors="pt")
+            triggered = []
+            for s in victims:
+                for w in trigger.split():
+                    s = insert(s, w, rng)
+                triggered.append(s)
+            enc = tok(triggered, padding=True, return_tensors="pt")
             asr = float((model(**enc).logits.argmax(-1) == target_label).float().mean())
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
