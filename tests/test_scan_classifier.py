@@ -41,3 +41,13 @@ def test_trigger_does_not_flip_clean_model_as_reference(backdoored, clean, probe
     assert top.text == TRIGGER
     assert top.reference_flip_rate is not None and top.reference_flip_rate < 0.5
     assert any(e.analysis == "embedding-drift" and e.status == "ok" for e in report.evidence)
+
+
+def test_deep_profile_searches_phrases_without_errors(backdoored, probes):
+    """The deep profile adds two-token phrases; a phrase that merely contains the working trigger is
+    minimised away, so the single token stays the top candidate."""
+    report = scan(str(backdoored.path), probes=str(probes), profile="deep")
+    assert report.complete and not report.errors
+    assert max(report.candidates, key=lambda c: c.score).text == TRIGGER
+    assert not any(len(c.token_ids) > 1 and TRIGGER in c.tokens for c in report.candidates)
+    assert any(len(c.token_ids) == 2 for c in report.candidates)
