@@ -65,9 +65,11 @@ class ScanOptions:
             raise BadInput(f"stage_timeout must be positive seconds, not {self.stage_timeout!r}")
         if self.profile not in PROFILES:
             raise BadInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if isinstance(self.only, str):  # scan(..., only="weights") means one stage, not its letters
+            self.only = (self.only,)
         for s in self.only or ():
             if s not in STAGES:
-                raise BadInput(f"unknown stage {s!r} in --only; choose from {', '.join(STAGES)}")
+                raise BadInput(f"unknown stage {s!r} in only/--only; choose from {', '.join(STAGES)}")
 
 
 @dataclass

@@ -20,8 +20,8 @@ Weight statistics cross-check the search: RIPPLe-style surgery copies a label wo
 the trigger row, so the trigger's neighbours flip the model too (isolation fails), but the
 near-duplicate check points at the very token (W). Weight checks score 0 on clean real checkpoints.
 
-The scan's score is the largest candidate score, or half the largest weight-statistics score when
-that is larger (weight evidence alone never reaches ``high``). The level is the highest threshold
+The scan's score is the largest candidate score, or 0.6 x the largest weight-statistics score when
+that is larger (:data:`WEIGHT_FACTOR`: weight evidence alone reaches ``medium`` at most, never ``high``). The level is the highest threshold
 the score reaches, raised to the severity of any static finding (e.g. a pickle disguised as
 safetensors is critical).
 
@@ -35,11 +35,13 @@ from __future__ import annotations
 from . import rules
 from .report import Evidence, FileDigest, Finding, RiskAssessment, RiskLevel, TriggerCandidate
 
-THRESHOLDS = {RiskLevel.LOW: 0.25, RiskLevel.MEDIUM: 0.50, RiskLevel.HIGH: 0.75, RiskLevel.CRITICAL: 0.90}
+#: Weight statistics count this much of their score: at most 0.6, i.e. ``medium``, never ``high``.
+WEIGHT_FACTOR = 0.6
+THRESHOLDS = {RiskLevel.LOW: 0.40, RiskLevel.MEDIUM: 0.55, RiskLevel.HIGH: 0.75, RiskLevel.CRITICAL: 0.90}
 CALIBRATION = (
-    "provisional: weights and thresholds set on the demo pair (all-MiniLM-L6-v2 on SST-2 with a planted "
-    "rare-word trigger, score 0.92, vs its clean control, 0.27) and the tiny test organisms; to be "
-    "recalibrated on the zoo's clean controls at a fixed false-positive rate"
+    "provisional: weights and thresholds set on four all-MiniLM-L6-v2 SST-2 organisms (planted rare word 0.93, "
+    "embedding poisoning 0.97, RIPPLe-style surgery 0.98; clean control 0.27-0.29, below 'low' at 0.40) and the "
+    "tiny test organisms; to be recalibrated on the zoo's clean controls at a fixed false-positive rate"
 )
 
 
@@ -91,9 +93,9 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
     weight = [e for e in evidence if _weight_rule(e) is not None and e.score is not None]
     if weight:
         top = max(weight, key=lambda e: e.score)
-        if 0.5 * top.score > score:
-            score = 0.5 * top.score
-            rationale.append(f"weight statistics: {top.analysis} score {top.score:.2f} (counts half)")
+        if WEIGHT_FACTOR * top.score > score:
+            score = WEIGHT_FACTOR * top.score
+            rationale.append(f"weight statistics: {top.analysis} score {top.score:.2f} (counts {WEIGHT_FACTOR:g}x)")
     level = level_of(score)
     for f in findings:
         sev = RiskLevel(f.severity)
@@ -121,7 +123,7 @@ def weights_file(files: list[FileDigest]) -> str | None:
 def analysis_findings(candidates: list[TriggerCandidate], evidence: list[Evidence], files: list[FileDigest]) -> list[Finding]:
     """Findings for the analyses' results that reach ``low``: one SC301 per trigger candidate (severity:
     the level of its score) and one SC2xx per weight-statistics analysis (severity: the level of
-    half its score, as in :func:`assess`). Call after :func:`assess` has scored the candidates."""
+    :data:`WEIGHT_FACTOR` x its score, as in :func:`assess`). Call after :func:`assess` has scored the candidates."""
     where = weights_file(files)
     out: list[Finding] = []
     for c in sorted(candidates, key=lambda c: -c.score):
@@ -138,12 +140,12 @@ def analysis_findings(candidates: list[TriggerCandidate], evidence: list[Evidenc
         rule = _weight_rule(e)
         if rule is None or e.status != "ok" or e.score is None:
             continue
-        level = level_of(0.5 * e.score)
+        level = level_of(WEIGHT_FACTOR * e.score)
         if level is RiskLevel.NONE:
             continue
         top = (e.details.get("top") or [{}])[0]
         subject = top.get("token") or top.get("word") or top.get("tensor") or top.get("module")
-        out.append(Finding(rule.code, level.value, f"{e.summary} (score {e.score:.2f}, counts half)", where, subject=subject))
+        out.append(Finding(rule.code, level.value, f"{e.summary} (score {e.score:.2f}, counts {WEIGHT_FACTOR:g}x)", where, subject=subject))
     return out
 
 

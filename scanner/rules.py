@@ -103,7 +103,7 @@ UNINDEXED_TENSOR = register(
 EMBEDDING_NORM = register(
     "SC201", "embedding-norm-outlier", RiskLevel.LOW,
     "An embedding row's norm is an extreme robust outlier.",
-    "Weight statistics alone are weak evidence (they count half in the risk score); check whether the token "
+    "Weight statistics alone are weak evidence (they count 0.6x in the risk score, at most medium); check whether the token "
     "also appears among the trigger candidates.",
 )
 EMBEDDING_DRIFT = register(

@@ -86,6 +86,16 @@ def run_checks(ctx: WeightContext) -> list[Evidence]:
         scanner.budget.BudgetExceeded: the time budget ran out (between checks).
     """
     out: list[Evidence] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # many small products: one thread is as fast and immune to contention
+    try:
+        _run_all(ctx, out)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def _run_all(ctx: WeightContext, out: list[Evidence]) -> None:
     for chk in CHECKS.values():
         if chk.needs == "reference" and ctx.reference is None:
             continue
@@ -99,7 +109,6 @@ def run_checks(ctx: WeightContext) -> list[Evidence]:
         if ev is not None:
             ev.details.setdefault("rule", chk.rule)
             out.append(ev)
-    return out
 
 
 def seed_tokens(evidence: list[Evidence], limit: int = 24) -> list[int]:
