@@ -527,6 +527,7 @@ def _load_gguf(target: ResolvedTarget, *, max_memory: int | None = None, load_mo
         if not load_model:
             ck.tokenizer = _tokenizer_only(str(target.path), ck, gguf_file=gguf_path.name)
             facts.parameters = n_params
+            facts.model_type, facts.architecture = _gguf_architecture(gguf_path)
             return ck
         ck.model, ck.tokenizer, problems = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None, gguf_file=gguf_path.name,
                                                             max_memory=max_memory, checkpoint_parameters=n_params)
@@ -534,6 +535,17 @@ def _load_gguf(target: ResolvedTarget, *, max_memory: int | None = None, load_mo
         facts.architecture = type(ck.model).__name__
         _fill_facts(facts, ck.model)
     return ck
+
+
+def _gguf_architecture(path: Path) -> tuple[str | None, str | None]:
+    """(``general.architecture``, a display name such as ``llama (GGUF)``) from a GGUF header."""
+    try:
+        from .weights.source import GGUFSource
+
+        arch = GGUFSource(path).metadata("general.architecture")
+    except Exception:  # noqa: BLE001 - a display nicety; the file was already validated
+        return None, None
+    return (arch, f"{arch} (GGUF)") if isinstance(arch, str) else (None, None)
 
 
 def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, max_memory: int | None = None,
