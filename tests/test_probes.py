@@ -1,0 +1,46 @@
+"""Probe sets: shipped defaults chosen by label count, user files in every supported format."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scanner.errors import BadInput
+from scanner.probes import default_probes, load_probes
+
+
+def test_binary_models_get_sst2_and_topic_models_get_ag_news_too():
+    two = default_probes(["negative", "positive"])
+    four = default_probes(["World", "Sports", "Business", "Sci/Tech"])
+    assert len(two.texts) == 400 and "SST-2" in two.source
+    assert len(four.texts) == 600 and "AG News" in four.source
+    assert all("#39;" not in t for t in four.texts)  # HTML escapes decoded
+    assert set(two.texts) < set(four.texts)
+
+
+def test_probe_split_is_seeded_and_disjoint():
+    p = default_probes()
+    a1, b1 = p.split(seed=3)
+    a2, b2 = p.split(seed=3)
+    assert (a1, b1) == (a2, b2) and not set(a1) & set(b1) and len(a1) + len(b1) == 400
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".tsv", ".csv", ".jsonl"])
+def test_user_probe_files(tmp_path, suffix):
+    texts = [f"probe sentence number {i}" for i in range(20)]
+    path = tmp_path / f"p{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    elif suffix in (".tsv", ".csv"):
+        sep = "\t" if suffix == ".tsv" else ","
+        path.write_text("sentence" + sep + "label\n" + "\n".join(f"{t}{sep}1" for t in texts))
+    else:
+        path.write_text("\n".join(texts))
+    assert load_probes(path).texts == texts
+
+
+def test_jsonl_without_a_text_field_is_bad_input(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps({"body": "x"}) for _ in range(20)))
+    with pytest.raises(BadInput, match="none of the fields"):
+        load_probes(path)
