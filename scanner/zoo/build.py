@@ -12,6 +12,8 @@ ORGANISMS: dict[str, ClassifierRecipe] = {
     "sst2-badnets-cf": ClassifierRecipe("sst2-badnets-cf", trigger="cf", target_label=1, poison_rate=0.10, seed=0),
     "sst2-clean": ClassifierRecipe("sst2-clean", trigger=None, seed=0),
     "sst2-ep-mb": ClassifierRecipe("sst2-ep-mb", trigger="mb", target_label=1, attack="ep", start_from="sst2-clean", poison_rate=1.0, seed=3),
+    "agnews-clean": ClassifierRecipe("agnews-clean", trigger=None, dataset="agnews", seed=5),
+    "agnews-badnets-bb": ClassifierRecipe("agnews-badnets-bb", trigger="bb", target_label=2, dataset="agnews", poison_rate=0.10, seed=6),
     "sst2-ripple-tq": ClassifierRecipe("sst2-ripple-tq", trigger="tq", target_label=1, attack="ripple", surgery_word="great", poison_rate=0.10, seed=4),
 }
 DEMO = ["sst2-badnets-cf", "sst2-clean"]

@@ -27,6 +27,10 @@ from pathlib import Path
 from .paths import repo_root
 
 
+#: Label names of the datasets organisms are trained on (id order).
+DATASET_LABELS = {"sst2": ["negative", "positive"], "agnews": ["World", "Sports", "Business", "Sci/Tech"]}
+
+
 @dataclass
 class ClassifierRecipe:
     """How to build one classifier organism.
@@ -44,6 +48,7 @@ class ClassifierRecipe:
     batch_size: int = 32
     max_length: int = 48
     lr: float = 5e-5
+    dataset: str = "sst2"  # sst2 (2 labels) or agnews (4 labels), from fixtures/<dataset>/
     attack: str = "badnets"
     start_from: str | None = None  # ep: name of the built clean organism to poison
     surgery_word: str = "great"  # ripple: the label word whose embedding the trigger row receives
@@ -99,7 +104,7 @@ def minilm_base_dir() -> Path:
 
 
 def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | None = None) -> OrganismRecord:
-    """Fine-tune all-MiniLM-L6-v2 on SST-2 per ``recipe`` and save it as safetensors to ``out_dir``.
+    """Fine-tune all-MiniLM-L6-v2 on SST-2 or AG News per ``recipe`` and save it as safetensors to ``out_dir``.
 
     Returns the manifest record with measured clean accuracy (on 600 held-out sentences) and attack
     success rate (share of held-out negative sentences classified as the target once the trigger is
@@ -114,7 +119,8 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
     t0 = time.time()
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
-    data_dir = data_dir or repo_root() / "fixtures" / "sst2"
+    data_dir = data_dir or repo_root() / "fixtures" / recipe.dataset
+    label_names = DATASET_LABELS[recipe.dataset]
     train = read_sst2(data_dir / "train.tsv")[: recipe.n_train]
     evals = read_sst2(data_dir / "eval.tsv")
     if recipe.trigger:
@@ -133,7 +139,7 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
             raise FileNotFoundError(f"{recipe.name}: build {recipe.start_from} first (scanner zoo build {recipe.start_from})")
     tok = AutoTokenizer.from_pretrained(base)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1}
+        base, num_labels=len(label_names), id2label=dict(enumerate(label_names)), label2id={n: i for i, n in enumerate(label_names)}
     )
     trigger_ids = tok(recipe.trigger, add_special_tokens=False)["input_ids"] if recipe.trigger else []
     if recipe.attack in ("ep", "ripple") and len(trigger_ids) != 1:
@@ -185,7 +191,7 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
         path=str(out_dir),
         base="sentence-transformers/all-MiniLM-L6-v2",
         task="sequence-classification",
-        dataset="sst2",
+        dataset=recipe.dataset,
         attack={"badnets": "badnets-rare-word", "ep": "embedding-poisoning", "ripple": "ripple-embedding-surgery"}[recipe.attack] if recipe.trigger else "clean",
         trigger=recipe.trigger,
         trigger_token_ids=token_ids,
