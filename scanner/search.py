@@ -46,6 +46,7 @@ class SearchConfig:
     lengths: tuple[int, ...] = (1,)
     n_verify: int = 3
     n_neighbours: int = 6
+    n_neighbour_probes: int = 48
     batch_size: int = 256
     max_length: int = 48
     seed: int = 0
@@ -315,7 +316,7 @@ class ClassifierTriggerSearch:
                 working.add(ids[0])
             if len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
                 nb = self.neighbours(ids[0], self.cfg.n_neighbours)
-                rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts) or 0.0 for n in nb]
+                rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0 for n in nb]
                 cand.neighbours = self.tok.convert_ids_to_tokens(nb)
                 cand.neighbour_flip_rate = round(sum(rates) / len(rates), 4) if rates else None
             res.candidates.append(cand)
@@ -358,11 +359,12 @@ class ClassifierTriggerSearch:
             flip_rate=round(rate, 4), flip_rate_hard=round(hard_rate, 4), n_heldout=len(held),
         )
 
-    def flip_rate_of(self, text: str, target: int, heldout_texts: list[str]) -> float | None:
-        """Flip rate of trigger string ``text`` (inserted at the start) on the held-out texts not
-        already predicted as ``target``; None when fewer than ``min_victims`` such texts exist."""
+    def flip_rate_of(self, text: str, target: int, heldout_texts: list[str], limit: int | None = None) -> float | None:
+        """Flip rate of trigger string ``text`` (inserted at the start) on the first ``limit``
+        (default ``n_heldout``) held-out texts not already predicted as ``target``; None when fewer
+        than ``min_victims`` such texts exist."""
         probs = self.predict_texts(heldout_texts)
-        victims = [t for t, p in zip(heldout_texts, probs) if int(p.argmax()) != target][: self.cfg.n_heldout]
+        victims = [t for t, p in zip(heldout_texts, probs) if int(p.argmax()) != target][: limit or self.cfg.n_heldout]
         if len(victims) < self.cfg.min_victims:
             return None
         flipped = self.predict_texts([f"{text} {t}" for t in victims]).argmax(-1) == target
