@@ -394,7 +394,7 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         InsufficientMemory: see :func:`scanner.resources.check_fits`.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     name = kw.get("gguf_file") or Path(path).name
     cls = AutoModelForSequenceClassification if task == TASK_CLASSIFICATION else AutoModelForCausalLM
@@ -429,9 +429,7 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
     problems: list[StageError] = []
     tok = None
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token or tok.unk_token
+        tok = _open_tokenizer(path, **kw)
     except BaseException as exc:  # noqa: BLE001 - tokenizers raises anything, even pyo3 panics, on bad files
         _reraise_control(exc)
         tok = None
@@ -500,21 +498,27 @@ def _fill_facts(facts: ModelFacts, model: Any, config: dict | None = None) -> No
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tokenizer.model", "spiece.model", "vocab.json")
 
 
+def _open_tokenizer(path: str, **kw: Any) -> Any:
+    """The tokenizer at ``path`` (never remote code), its pad token set to EOS/UNK when it has none.
+    Raises whatever transformers/tokenizers raise on a bad or missing tokenizer."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
 def _tokenizer_only(path: str, ck: Checkpoint, **kw: Any) -> Any:
     """The tokenizer alone, for weight-only analysis: None when the checkpoint ships none (tokens are
     then reported as ids); a shipped tokenizer that fails to load is recorded as an error."""
-    from transformers import AutoTokenizer
-
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+        return _open_tokenizer(path, **kw)
     except BaseException as exc:  # noqa: BLE001 - tokenizers raises anything on bad files
         _reraise_control(exc)
         if kw.get("gguf_file") or any((Path(path) / f).is_file() for f in _TOKENIZER_FILES):
             ck.errors.append(StageError("load", "tokenizer", f"{Path(path).name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); tokens are shown as ids"))
         return None
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token or tok.unk_token
-    return tok
 
 
 def _load_gguf(target: ResolvedTarget, *, max_memory: int | None = None, load_model: bool = True) -> Checkpoint:
@@ -610,14 +614,9 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
 def _tokenizer(folder: Path, fallback: Any, ck: Checkpoint) -> Any:
     """The adapter's own tokenizer; when it ships one that does not load, the problem is recorded
     and the base's tokenizer is used (never silently)."""
-    from transformers import AutoTokenizer
-
     try:
-        tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
+        return _open_tokenizer(str(folder))
     except BaseException as exc:  # noqa: BLE001
         _reraise_control(exc)
         ck.errors.append(StageError("load", "tokenizer", f"{folder.name}: the adapter's tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); the base's tokenizer was used"))
         return fallback
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token or tok.unk_token
-    return tok

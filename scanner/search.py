@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .budget import Budget
 from .report import TriggerCandidate
+from .weights.stats import surface_form as _surface
 
 _WORDLIKE = re.compile(r"[A-Za-z0-9]")
 _UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<extra_id_\d+>|<0x[0-9A-Fa-f]{2}>)$")
@@ -76,10 +77,6 @@ def wordlike_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
         if _WORDLIKE.search(tok):
             mask[idx] = True
     return mask
-
-
-def _surface(token: str) -> str:
-    return token.lstrip("#").lstrip("\u0120\u2581").lower()
 
 
 def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16, floor: float = 1e-3) -> float:

@@ -20,7 +20,7 @@ import torch
 from ..report import Evidence
 from ..budget import Budget
 from .source import CLASSIFIER_SUFFIXES, EMBEDDING_SUFFIXES, OUTPUT_HEAD_SUFFIXES, WeightSource
-from .stats import robust_z, valid_rows
+from .stats import robust_z, surface_form as _surface, valid_rows
 
 CALIBRATION = ("score floors set so that all-MiniLM-L6-v2, its SST-2 fine-tunes, SmolLM2-135M-Instruct and Gemma-3-270M "
                "score at most 0.3 on any check (0 on all but added-tokens), i.e. none on weight evidence alone")
@@ -123,10 +123,6 @@ def seed_tokens(evidence: list[Evidence], limit: int = 24) -> list[int]:
 
 def _clamp(x: float) -> float:
     return min(1.0, max(0.0, x))
-
-
-def _surface(tok: str) -> str:
-    return str(tok).lstrip("#").lstrip("\u0120\u2581").lower()
 
 
 def _spectral_norm(w: torch.Tensor, iters: int = 12) -> float:

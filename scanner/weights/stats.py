@@ -26,3 +26,9 @@ def valid_rows(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     ids = [i for i in tokenizer.get_vocab().values() if i < vocab_size] if tokenizer is not None else list(range(vocab_size))
     mask[ids] = True
     return mask
+
+
+def surface_form(token: str) -> str:
+    """A token's word without subword markers (WordPiece ``##``, BPE ``Ġ``, SentencePiece ``▁``) or
+    case, so that surface forms of one word compare equal."""
+    return str(token).lstrip("#").lstrip("\u0120\u2581").lower()
