@@ -349,6 +349,7 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
             c.weight_score = _weight_score(run.report.evidence, c.token_ids)
         run.report.candidates.extend(res.candidates)
     details["forward_sequences"] = searcher.forward_sequences
+    details["forward_tokens"] = searcher.forward_tokens  # padded batch x length, forward passes only
     run.report.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
     best = run.report.candidates[0] if run.report.candidates else None
     ev.summary = (f"best candidate '{best.text}' -> {best.target_label_name}: held-out flip rate {best.flip_rate:.2f}"

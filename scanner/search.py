@@ -131,6 +131,8 @@ class ClassifierTriggerSearch:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.slot_init = next((t for t in (tokenizer.mask_token_id, tokenizer.unk_token_id) if t is not None and t < self.vocab_size), int(self.allowed.nonzero()[0]))
         self.forward_sequences = 0
+        #: Tokens run through the model (forward passes only, padding included: batch x padded length).
+        self.forward_tokens = 0
         self.prefix, self.suffix = special_template(tokenizer)
         self._pred_cache: dict[tuple[str, ...], torch.Tensor] = {}
 
@@ -163,6 +165,7 @@ class ClassifierTriggerSearch:
             ids, mask = self._batch([seqs[i] for i in idx])
             out[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
             self.forward_sequences += ids.shape[0]
+            self.forward_tokens += ids.numel()
         return out
 
     def predict_texts(self, texts: list[str]) -> torch.Tensor:
@@ -204,6 +207,7 @@ class ClassifierTriggerSearch:
         embeds = embeds + self._scatter(slot, starts, ids.shape)
         logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
         self.forward_sequences += ids.shape[0]
+        self.forward_tokens += ids.numel()  # the backward pass through them is not counted
         loss = F.cross_entropy(logits, torch.full((len(seqs),), target, dtype=torch.long))
         (grad,) = torch.autograd.grad(loss, one_hot)
         return grad
