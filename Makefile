@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export SCANNER_CACHE_DIR ?= $(CURDIR)/.cache/scanner
 
-.PHONY: install demo test zoo clean
+.PHONY: install demo test zoo bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ test: $(STAMP)
 
 zoo: $(STAMP)
 	$(VENV)/bin/scanner zoo build
+
+# Benchmark (benchmarks/run.py): every zoo organism and the real checkpoints, with baselines; regenerates
+# BENCHMARKS.md. Run it alone on the machine. bench-quick: a subset in under 15 minutes (benchmarks/results/).
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.run --quick
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache
