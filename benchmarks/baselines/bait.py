@@ -10,8 +10,8 @@ averaged probabilities of the tokens it grew; a backdoor target is a sequence th
 with high probability whatever the prompt. The model's detection score is the best candidate's.
 Simplifications against the paper, to keep a CPU run finite: greedy growth only (no
 uncertainty-guided branching), and a candidate whose running mean falls below ``prune`` after two
-grown tokens is dropped (BAIT's early stop); a candidate that produces the end-of-sequence token
-stops there.
+grown tokens is dropped (BAIT's early stop); a candidate stops at the end-of-sequence token, which
+is not counted, and a target of fewer than two grown tokens scores 0.
 
 Cost: the prompts are prefilled once (KV cache); each batch of ``batch`` candidates copies that cache
 ``batch`` times and runs one token per live sequence per step. ``forward_tokens`` counts every
@@ -74,14 +74,17 @@ class BaitInversion:
         max_len: most tokens grown after the first (the target length BAIT inverts).
         batch: candidate first tokens per batch (each is run against every prompt).
         prune: running-mean probability below which a candidate is dropped after two grown tokens.
+        min_len: grown tokens (the end-of-sequence token excluded) a target needs to score above 0: a
+            first token the model simply ends the reply after is not an inverted target.
     """
 
-    def __init__(self, model: Any, tok: Any, prompts: list[str], max_len: int = 12, batch: int = 64, prune: float = 0.3):
+    def __init__(self, model: Any, tok: Any, prompts: list[str], max_len: int = 12, batch: int = 64, prune: float = 0.3,
+                 min_len: int = 2):
         import torch
 
         self.torch = torch
         self.model, self.tok = model, tok
-        self.max_len, self.batch, self.prune = max_len, batch, prune
+        self.max_len, self.batch, self.prune, self.min_len = max_len, batch, prune, min_len
         self.eos = tok.eos_token_id
         self.forward_tokens = 0
         texts = []
@@ -136,11 +139,12 @@ class BaitInversion:
             keep = []
             for j, c in enumerate(live):
                 r = results[c]
+                if int(nxt[j]) == self.eos:  # the target ends here; the end token is not part of it
+                    continue
                 r["ids"].append(int(nxt[j]))
                 r["probs"].append(float(prob[j]))
-                r["q"] = sum(r["probs"]) / len(r["probs"])
-                done = int(nxt[j]) == self.eos or (len(r["probs"]) >= 2 and r["q"] < self.prune)
-                if not done:
+                r["q"] = sum(r["probs"]) / len(r["probs"]) if len(r["probs"]) >= self.min_len else 0.0
+                if len(r["probs"]) < 2 or r["q"] >= self.prune:
                     keep.append(j)
             if not keep or step == self.max_len - 1:
                 break
