@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .budget import BudgetExceeded
-from .errors import CorruptCheckpoint, ScannerError, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
+from .errors import CorruptCheckpoint, InsufficientMemory, ScannerError, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
 from .formats import CONTAINER_FORMATS, SUFFIX_FORMATS, sha256_file, sniff_file, tensor_elements, validate_gguf, validate_safetensors
 from . import rules
 from .report import FileDigest, Finding, ModelFacts, StageError
@@ -45,7 +45,9 @@ class Checkpoint:
     supported; ``tokenizer`` is None when its files could not be loaded (see ``errors``);
     ``reference_spec`` names the model this one derives from when the checkpoint says so (an
     adapter's base), for use as the reference model. ``errors`` and ``not_analysed`` list files or
-    parts that could not be analysed (the report is then incomplete).
+    parts that could not be analysed (the report is then incomplete). ``model_skipped`` says why the
+    model was not built although it was asked for (it does not fit in memory; see ``weights_only_if_too_large``
+    of :func:`load_checkpoint`): weight statistics can still run, behavioural analyses cannot.
     """
 
     target: ResolvedTarget
@@ -58,6 +60,7 @@ class Checkpoint:
     reference_spec: str | None = None
     errors: list[StageError] = field(default_factory=list)
     not_analysed: list[str] = field(default_factory=list)
+    model_skipped: str | None = None
 
 
 @dataclass
@@ -309,7 +312,7 @@ def _remote_code_findings(folder: Path, cfg: dict) -> list[Finding]:
 
 
 def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pickle: bool = False, offline: bool = False,
-                    max_memory: int | None = None, load_model: bool = True) -> Checkpoint:
+                    max_memory: int | None = None, load_model: bool = True, weights_only_if_too_large: bool = False) -> Checkpoint:
     """Load ``target`` safely (see module docstring).
 
     Args:
@@ -321,6 +324,9 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
             the available memory always applies.
         load_model: build the model; False loads the tokenizer only (weight-only scans read tensors
             one at a time through :mod:`scanner.weights.source`, so they need no memory bound).
+        weights_only_if_too_large: when the model would not fit (``InsufficientMemory``), return the
+            checkpoint without a model (tokenizer only, as for ``load_model=False``) and the reason in
+            ``model_skipped`` instead of raising, so that the weight statistics still run.
 
     Raises:
         CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound, InsufficientMemory.
@@ -328,9 +334,10 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
     """
     _quiet_transformers()
     if target.kind == "gguf":
-        return _load_gguf(target, max_memory=max_memory, load_model=load_model)
+        return _load_gguf(target, max_memory=max_memory, load_model=load_model, weights_only_if_too_large=weights_only_if_too_large)
     if target.kind == "adapter":
-        return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, max_memory=max_memory, load_model=load_model)
+        return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, max_memory=max_memory, load_model=load_model,
+                             weights_only_if_too_large=weights_only_if_too_large)
     folder = target.path
     insp = inspect_folder(folder, allow_pickle=allow_pickle)
     facts = ModelFacts(source_format="safetensors" if insp.has_safetensors else None)
@@ -355,11 +362,27 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
             ck.tokenizer = _tokenizer_only(str(folder), ck)
             _fill_facts(facts, None, cfg)
             return ck
-        ck.model, ck.tokenizer, problems = _from_pretrained(str(folder), facts.task, use_safetensors=insp.has_safetensors,
-                                                            max_memory=max_memory, checkpoint_parameters=insp.parameters)
+        with _too_large(ck, weights_only_if_too_large):
+            ck.model, ck.tokenizer, problems = _from_pretrained(str(folder), facts.task, use_safetensors=insp.has_safetensors,
+                                                                max_memory=max_memory, checkpoint_parameters=insp.parameters)
+        if ck.model_skipped:
+            ck.tokenizer = _tokenizer_only(str(folder), ck)
+            _fill_facts(facts, None, cfg)
+            return ck
         ck.errors += problems
         _fill_facts(facts, ck.model)
     return ck
+
+
+@contextlib.contextmanager
+def _too_large(ck: Checkpoint, allowed: bool) -> Iterator[None]:
+    """With ``allowed``, turn :class:`InsufficientMemory` raised inside into ``ck.model_skipped``."""
+    try:
+        yield
+    except InsufficientMemory as exc:
+        if not allowed:
+            raise
+        ck.model_skipped = str(exc)
 
 
 def _quiet_transformers() -> None:
@@ -521,20 +544,23 @@ def _tokenizer_only(path: str, ck: Checkpoint, **kw: Any) -> Any:
         return None
 
 
-def _load_gguf(target: ResolvedTarget, *, max_memory: int | None = None, load_model: bool = True) -> Checkpoint:
+def _load_gguf(target: ResolvedTarget, *, max_memory: int | None = None, load_model: bool = True,
+               weights_only_if_too_large: bool = False) -> Checkpoint:
     gguf_path = target.path / (target.gguf_file or "")
     insp = inspect_folder(target.path, only={gguf_path.name})
     facts = ModelFacts(task=TASK_CAUSAL_LM, source_format="gguf")
     ck = Checkpoint(target, facts, insp.files, insp.findings, errors=list(insp.errors))
     with _partial(ck):
         n_params = validate_gguf(gguf_path)
-        if not load_model:
+        if load_model:
+            with _too_large(ck, weights_only_if_too_large):
+                ck.model, ck.tokenizer, problems = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None, gguf_file=gguf_path.name,
+                                                                    max_memory=max_memory, checkpoint_parameters=n_params)
+        if not load_model or ck.model_skipped:
             ck.tokenizer = _tokenizer_only(str(target.path), ck, gguf_file=gguf_path.name)
             facts.parameters = n_params
             facts.model_type, facts.architecture = _gguf_architecture(gguf_path)
             return ck
-        ck.model, ck.tokenizer, problems = _from_pretrained(str(target.path), TASK_CAUSAL_LM, use_safetensors=None, gguf_file=gguf_path.name,
-                                                            max_memory=max_memory, checkpoint_parameters=n_params)
         ck.errors += problems
         facts.architecture = type(ck.model).__name__
         _fill_facts(facts, ck.model)
@@ -553,7 +579,7 @@ def _gguf_architecture(path: Path) -> tuple[str | None, str | None]:
 
 
 def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, max_memory: int | None = None,
-                  load_model: bool = True) -> Checkpoint:
+                  load_model: bool = True, weights_only_if_too_large: bool = False) -> Checkpoint:
     folder = target.path
     insp = inspect_folder(folder, allow_pickle=allow_pickle)
     facts = ModelFacts(source_format="safetensors+lora")
@@ -588,13 +614,15 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
         facts.architecture, facts.model_type, facts.task = architecture_of(cfg), _str_or_none(cfg.get("model_type")), task
         if task == TASK_UNSUPPORTED:
             return ck
-        if not load_model:
+        if load_model:
+            with _too_large(ck, weights_only_if_too_large):
+                model, tok, problems = _from_pretrained(str(base_target.path), task, max_memory=max_memory,
+                                                        checkpoint_parameters=base_insp.parameters + insp.parameters)
+        if not load_model or ck.model_skipped:
             own = (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
             ck.tokenizer = _tokenizer_only(str(folder if own else base_target.path), ck)
             _fill_facts(facts, None, cfg)
             return ck
-        model, tok, problems = _from_pretrained(str(base_target.path), task, max_memory=max_memory,
-                                                checkpoint_parameters=base_insp.parameters + insp.parameters)
         ck.errors += problems
         try:
             from peft import PeftModel

@@ -28,6 +28,7 @@ from rich.console import Console
 from . import formats_out
 from .config import ConfigFile, env_var, load_config
 from .errors import BadInput, ExitCode, ScannerError
+from .policy import exit_code  # noqa: F401 - the gate; re-exported for callers of scanner.cli
 from .report import Report, RiskLevel
 
 _err = Console(stderr=True, highlight=False)
@@ -44,13 +45,6 @@ def _fail(message: str) -> "NoReturn":  # noqa: F821
     sys.exit(ExitCode.ERROR)
 
 
-def exit_code(report: Report, fail_on: RiskLevel) -> ExitCode:
-    """1 when the risk level reaches ``fail_on``; else 2 for an incomplete scan; else 0."""
-    if report.level.rank >= fail_on.rank:
-        return ExitCode.FINDINGS
-    if not report.complete:
-        return ExitCode.ERROR
-    return ExitCode.OK
 
 
 _NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -217,14 +211,14 @@ def _load_report(path: str) -> Report:
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Backdoor (trojan) trigger scanner for transformer checkpoints."""
-    if ctx.invoked_subcommand in ("scan", "config") and not ctx.resilient_parsing:
+    if ctx.invoked_subcommand in ("scan", "config", "scan-many") and not ctx.resilient_parsing:
         try:
             cfg = load_config()
             values = _check_config(ctx, cfg)
         except ScannerError as exc:
             _fail(str(exc))
         ctx.obj = cfg
-        ctx.default_map = {"scan": values}
+        ctx.default_map = {"scan": values, "scan-many": {k: v for k, v in values.items() if k in _SHARED}}
 
 
 def _option_name(p: click.Option) -> str:
@@ -274,7 +268,8 @@ def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
 @click.option("--suppress", type=_RuleCode(), multiple=True, help="Suppress findings of this rule code (repeatable); listed, not counted.")
 @click.option("--severity", "severity", type=_Override(), multiple=True, help="Override a rule's severity, CODE=LEVEL (repeatable), e.g. SC102=low.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own).")
-@click.option("--max-memory", help="Refuse to load a model needing more than this (parameters x 4 bytes), e.g. 8GB, 512MiB. "
+@click.option("--max-memory", help="Do not build a model needing more than this (parameters x 4 bytes), e.g. 8GB, 512MiB: weight "
+              "statistics still run tensor by tensor, trigger search and attribution are skipped (scan incomplete). "
               "The available memory always applies.")
 @click.option("--stage-timeout", type=click.FloatRange(min=1), default=3600, show_default=True,
               help="Seconds any one stage (loading included) may run before the watchdog stops it.")
@@ -350,6 +345,111 @@ for _p in scan.params:
     if isinstance(_p, click.Option):
         _p.envvar = env_var(_option_name(_p))
         _p.show_envvar = True
+
+
+def _scan_option(name: str) -> click.Option:
+    """A copy of ``scan``'s option ``name`` (same flags, type, default, help and environment variable)."""
+    import copy
+
+    return copy.copy(next(p for p in scan.params if isinstance(p, click.Option) and p.name == name))
+
+
+#: Options of ``scan`` that ``scan-many`` passes through to every scan.
+_SHARED = ("offline", "probes", "profile", "time_budget", "only", "seed", "allow_pickle", "fail_on", "suppress", "severity",
+           "threads", "max_memory", "stage_timeout", "quiet")
+
+
+def _batch_progress(quiet: bool):
+    """Progress of ``scan-many`` on stderr, one line per event (names and messages never read as markup)."""
+    from rich.markup import escape
+
+    def line(text: str) -> None:
+        _err.print(text, highlight=False, soft_wrap=True)
+
+    def show(ev: Any) -> None:
+        if quiet:
+            return
+        r = ev.result
+        if ev.kind == "done" and r is not None:
+            what = f"verdict {r.verdict} (score {r.score:.3f})" if r.verdict else "no report"
+            extra = f": {escape(_one_line(r.error)[:200])}" if r.error and r.status != "ok" else ""
+            line(f"[dim]\\[{ev.done_count}/{ev.total}][/dim] {escape(r.target)}: [bold]{r.status}[/bold], {what}, {r.wall_seconds:.1f}s{extra}")
+        elif ev.kind == "reused" and r is not None:
+            line(f"[dim]\\[{ev.done_count}/{ev.total}] {escape(ev.target)}: reused ({r.status}, verdict {r.verdict}); --force rescans[/dim]")
+        elif ev.kind in ("start", "retry", "interrupted"):
+            line(f"[dim]\\[scan-many][/dim] {escape(ev.target + ': ') if ev.target else ''}{escape(ev.message)}")
+        elif ev.kind == "scanning":
+            line(f"[dim]\\[scan-many] scanning {escape(ev.target)} {escape(ev.message)}[/dim]")
+    return show
+
+
+@main.command("scan-many")
+@click.argument("target_list", metavar="LIST", type=click.Path(dir_okay=False))
+@click.option("--output-dir", "-d", required=True, type=click.Path(file_okay=False),
+              help="Folder for one JSON report per target, state/ and summary.json / summary.md (reused to resume).")
+@click.option("--workers", "-j", type=click.IntRange(min=1), help="Parallel scans (default: from CPU cores and available memory).")
+@click.option("--ray", "ray_address", metavar="ADDRESS", help="Run the scans as Ray tasks: 'auto' (a running cluster, else a local one), "
+              "'local' (a new local runtime) or a cluster address. Needs scanner[ray].")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Extra attempts for a target whose worker process died (crash, out-of-memory kill).")
+@click.option("--force", is_flag=True, help="Scan every target again, even those with a report for the same revision.")
+@click.option("--gpus-per-scan", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Ray: GPUs requested per scan (the scanner computes on CPU today).")
+def scan_many(target_list: str, output_dir: str, workers, ray_address, retries, force, gpus_per_scan, **shared: Any) -> None:
+    """Scan every target in LIST (one per line, as for `scanner scan`; '#' comments; or a JSON hub listing)
+    and write one report per target plus summary.json and summary.md to --output-dir.
+
+    A restarted batch skips targets whose report for the same revision exists (hub: commit sha; local:
+    file sizes and modification times). Exit codes: 2 if any target failed or is incomplete (or bad
+    input), else 1 if any target reached --fail-on, else 0.
+    """
+    from .batch import BatchOptions, read_targets, run_batch
+    from .pipeline import ScanOptions
+    from .resources import parse_size
+
+    quiet = shared.pop("quiet")
+    try:
+        targets = read_targets(target_list)
+        scan_opts = ScanOptions(offline=shared["offline"], probes=shared["probes"], profile=shared["profile"], time_budget=shared["time_budget"],
+                                seed=shared["seed"], allow_pickle=shared["allow_pickle"], only=tuple(shared["only"]) or None,
+                                threads=shared["threads"], stage_timeout=shared["stage_timeout"],
+                                max_memory=parse_size(shared["max_memory"]) if shared["max_memory"] is not None else None)
+        overrides = dict(s.split("=", 1) for s in shared["severity"])
+        opts = BatchOptions(scan=scan_opts, fail_on=shared["fail_on"], suppress=tuple(shared["suppress"]), severity=overrides,
+                            workers=workers, ray=ray_address, retries=retries, force=force, gpus_per_scan=gpus_per_scan)
+        result = run_batch(targets, output_dir, opts, progress=_batch_progress(quiet))
+    except ScannerError as exc:
+        _fail(str(exc))
+    _print_batch(result)
+    c = result.counts()
+    tail = f"{c['ok']} ok, {c['incomplete']} incomplete, {c['failed']} failed ({c['reused']} reused) in {result.wall_seconds:.1f}s; " \
+           f"exit {result.exit_code} with --fail-on {shared['fail_on']}; summary: {result.summary_md}"
+    if result.interrupted:
+        click.echo(f"error: batch interrupted; {tail}; run the same command again to resume", err=True)
+    elif not quiet:
+        _err.print(f"batch: {tail}", highlight=False)
+    sys.exit(result.exit_code)
+
+
+def _print_batch(result: Any) -> None:
+    """The summary table on stdout (rich on a terminal, plain text otherwise)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"scan-many ({result.backend}, {result.workers} workers)", title_justify="left")
+    for col, just in (("target", "left"), ("revision", "left"), ("verdict", "left"), ("score", "right"), ("top candidate", "left"),
+                      ("wall s", "right"), ("status", "left"), ("error", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for r in result.results:
+        rev = (r.revision or "-")[:12]
+        cells = [r.target, rev, r.verdict or "-", f"{r.score:.3f}" if r.score is not None else "-", r.top_candidate or "-",
+                 f"{r.wall_seconds:.1f}", r.status + (" (reused)" if r.reused else ""), _one_line(r.error)[:200] if r.error else ""]
+        table.add_row(*(Text(c) for c in cells))
+    Console(highlight=False, width=None if _stdout_is_tty() else 200).print(table)
+
+
+for _name in _SHARED:
+    scan_many.params.append(_scan_option(_name))
 
 
 @main.group()

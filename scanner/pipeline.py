@@ -232,7 +232,7 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     try:
         with run.watchdog("load"):
             ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
-                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}))
+                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}), weights_only_if_too_large=True)
     except BudgetExceeded as exc:
         report.errors.append(StageError("load", "time-budget", str(exc)))
         report.not_analysed.append("model: loading stopped by the time limit, so no analysis ran")
@@ -257,6 +257,9 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         return
     if "weights" in wanted:
         run.stage("weights", lambda: _weights(run, ck, reference, opts))
+    if ck.model_skipped and wanted & {"search", "attribution"}:
+        _behaviour_skipped(report, wanted, ck.model_skipped)
+        return
     if ck.tokenizer is None and wanted & {"search", "attribution"}:
         report.not_analysed.append("trigger search and attribution: no usable tokenizer")
         report.complete = False
@@ -272,6 +275,18 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         report.evidence.append(Evidence("lm-trigger-search", "skipped", "generative-LM trigger search is not implemented yet; weight statistics only"))
         report.not_analysed.append("causal-LM behaviour (trigger and target inversion): not implemented in this version")
         report.complete = False
+
+
+def _behaviour_skipped(report: Report, wanted: set[str], why: str) -> None:
+    """Record that the behavioural stages did not run because the model was not built (too large for
+    the memory limit): a ``skipped`` evidence row per stage with the reason, and the scan incomplete."""
+    reason = (f"{why}. Behavioural stages need the whole model in memory (the gradient search differentiates through "
+              "every layer), so they were skipped; the weight statistics were read tensor by tensor")
+    for stage, analysis in (("search", "trigger-search"), ("attribution", "attribution")):
+        if stage in wanted:
+            report.evidence.append(Evidence(analysis, "skipped", reason))
+    report.not_analysed.append(f"model behaviour ({', '.join(s for s in ('search', 'attribution') if s in wanted)}): skipped, {why}")
+    report.complete = False
 
 
 def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:

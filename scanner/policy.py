@@ -12,7 +12,7 @@ import copy
 from collections.abc import Iterable, Mapping
 
 from . import rules
-from .errors import BadInput
+from .errors import BadInput, ExitCode
 from .report import Report, RiskLevel
 from .risk import level_of_findings
 
@@ -89,3 +89,13 @@ def apply_policy(
     if before != out.risk.level:
         out.risk.rationale.append(f"policy: level {before} -> {out.risk.level}")
     return out
+
+
+def exit_code(report: Report, fail_on: RiskLevel) -> ExitCode:
+    """The gate: :data:`ExitCode.FINDINGS` (1) when the risk level reaches ``fail_on``; else
+    :data:`ExitCode.ERROR` (2) for an incomplete scan; else :data:`ExitCode.OK` (0)."""
+    if report.level.rank >= RiskLevel(fail_on).rank:
+        return ExitCode.FINDINGS
+    if not report.complete:
+        return ExitCode.ERROR
+    return ExitCode.OK

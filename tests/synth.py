@@ -70,3 +70,43 @@ def append_u8_tensor(path: Path, name: str, payload: bytes) -> None:
     header, data = read_safetensors(path)
     header[name] = {"dtype": "U8", "shape": [len(payload)], "data_offsets": [len(data), len(data) + len(payload)]}
     write_safetensors(path, header, data + payload)
+
+
+def write_large_llama(path: Path, hidden: int = 256, layers: int = 24, vocab: int = 1000, seed: int = 0) -> Path:
+    """A Llama-shaped float32 safetensors checkpoint (config, no tokenizer) of about
+    ``layers * 12.4 * hidden**2 * 4`` bytes (76 MiB with the defaults), written one layer at a time, for
+    tests of weight statistics on checkpoints larger than ``--max-memory``."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.mkdir(parents=True, exist_ok=True)
+    inter = int(hidden * 2.6875)
+    cfg = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": hidden, "intermediate_size": inter,
+           "num_hidden_layers": layers, "num_attention_heads": max(1, hidden // 64), "num_key_value_heads": max(1, hidden // 64),
+           "vocab_size": vocab, "tie_word_embeddings": False, "torch_dtype": "float32"}
+    (path / "config.json").write_text(json.dumps(cfg))
+    g = torch.Generator().manual_seed(seed)
+    shapes = {"self_attn.q_proj": (hidden, hidden), "self_attn.k_proj": (hidden, hidden), "self_attn.v_proj": (hidden, hidden),
+              "self_attn.o_proj": (hidden, hidden), "mlp.gate_proj": (inter, hidden), "mlp.up_proj": (inter, hidden),
+              "mlp.down_proj": (hidden, inter)}
+    weight_map: dict[str, str] = {}
+    n_shards = 4
+    per = -(-layers // n_shards)
+    for k in range(n_shards):
+        tensors = {}
+        if k == 0:
+            tensors["model.embed_tokens.weight"] = torch.randn(vocab, hidden, generator=g) * 0.02
+        for i in range(k * per, min(layers, (k + 1) * per)):
+            for n, shape in shapes.items():
+                tensors[f"model.layers.{i}.{n}.weight"] = torch.randn(*shape, generator=g) * 0.02
+            tensors[f"model.layers.{i}.input_layernorm.weight"] = torch.ones(hidden)
+            tensors[f"model.layers.{i}.post_attention_layernorm.weight"] = torch.ones(hidden)
+        if k == n_shards - 1:
+            tensors["model.norm.weight"] = torch.ones(hidden)
+            tensors["lm_head.weight"] = torch.randn(vocab, hidden, generator=g) * 0.02
+        name = f"model-{k + 1:05d}-of-{n_shards:05d}.safetensors"
+        save_file(tensors, path / name, metadata={"format": "pt"})
+        weight_map.update({n: name for n in tensors})
+        del tensors
+    (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return path
