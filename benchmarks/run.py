@@ -264,6 +264,14 @@ class ChildResult:
     stderr_tail: str = ""
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL the process group of child ``pid`` (it was started in its own session)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def run_child(call: ChildCall, timeout: float, log_path: Path) -> ChildResult:
     """Run ``call``, stdout and stderr to ``log_path``; kill its process group after ``timeout`` s.
 
@@ -273,17 +281,19 @@ def run_child(call: ChildCall, timeout: float, log_path: Path) -> ChildResult:
     with open(log_path, "wb") as fh:
         proc = subprocess.Popen(call.argv, env=call.env, cwd=call.cwd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - t0 > timeout and not timed_out:
-                timed_out = True
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() - t0 > timeout and not timed_out:
+                    timed_out = True
+                    _kill_group(proc.pid)
+                time.sleep(0.1)
+        except BaseException:  # Ctrl-C or an error here: do not leave the child running
+            _kill_group(proc.pid)
+            os.waitpid(proc.pid, 0)
+            raise
         proc.returncode = os.waitstatus_to_exitcode(status)
     secs = time.perf_counter() - t0
     tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""

@@ -332,3 +332,12 @@ def test_quick_subset_picks_one_of_each():
     picked = bench.quick_subset(targets)
     assert [p.name for p in picked] == ["b-bad", "a-clean", "chat-bad", "smollm2-135m-instruct"]
     assert [p.profile for p in picked] == ["standard", "standard", "quick", "quick"]
+
+
+def test_run_child_measures_and_times_out(tmp_path):
+    ok = bench.run_child(bench.ChildCall([sys.executable, "-c", "x = bytearray(64 << 20); print('hi')"], dict(os.environ), str(tmp_path)),
+                         60, tmp_path / "ok.log")
+    assert ok.exit == 0 and ok.peak_rss_mib >= 64 and "hi" in ok.stderr_tail and not ok.timed_out
+    slow = bench.run_child(bench.ChildCall([sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ), str(tmp_path)),
+                           0.5, tmp_path / "slow.log")
+    assert slow.timed_out and slow.exit is None and slow.seconds < 10
