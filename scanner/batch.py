@@ -374,6 +374,7 @@ class Job:
     kill_times: int = 0
     kill_marker: str | None = None
     attempt: int = 1
+    spool: str | None = None
 
 
 @dataclass
@@ -401,7 +402,7 @@ def run_job(job: Job) -> Outcome:
         from .report import RiskLevel
 
         opts = ScanOptions(**job.options)
-        report, load_error = scan_to_report(job.spec, opts)
+        report, load_error = scan_to_report(job.spec, opts, on_hang=lambda stage, partial: _hung(job, stage, partial))
         report = apply_policy(report, job.suppress, job.severity, job.fail_on)
         code = int(exit_code(report, RiskLevel(job.fail_on)))
         if load_error is not None:
@@ -415,6 +416,22 @@ def run_job(job: Job) -> Outcome:
     except Exception as exc:  # noqa: BLE001 - one target's bug must not cost the batch
         return Outcome("failed", None, f"scan raised {type(exc).__name__}: {_one_line(exc)[:300]}",
                        round(time.perf_counter() - t0, 2), int(ExitCode.ERROR))
+
+
+def _hung(job: Job, stage: str, partial: Any) -> None:
+    """Watchdog callback: a stage is stuck in native code past its deadline. Leave the partial report
+    in ``job.spool`` (pool workers share the driver's disk) and end this process; the driver records
+    the target as incomplete from it (Ray: the task fails and is retried, then reported failed)."""
+    try:
+        if job.spool:
+            from .policy import apply_policy, exit_code
+            from .report import RiskLevel
+
+            rep = apply_policy(partial, job.suppress, job.severity, job.fail_on)
+            Path(job.spool).write_text(json.dumps({"stage": stage, "report": rep.to_json(),
+                                                   "exit_code": int(exit_code(rep, RiskLevel(job.fail_on)))}))
+    finally:
+        os._exit(int(ExitCode.ERROR))
 
 
 def _test_kill(job: Job) -> None:
@@ -503,6 +520,9 @@ def run_batch(targets: list[BatchTarget], output_dir: str | Path, options: Batch
         if t.key in results:
             progress(BatchEvent("reused", t.spec, "report for this revision exists", results[t.key], len(results), len(targets)))
     jobs = [_job(t, scan, opts, workers if backend == "pool" else None) for t in todo]
+    if backend == "pool":
+        for j in jobs:
+            j.spool = str(out / "state" / f".{j.key}.hung.json")
     interrupted = False
     if jobs:
         try:
@@ -685,6 +705,10 @@ def _run_pool(jobs: list[Job], workers: int, retries: int, state: _State) -> Non
                     why = _dead_worker(slots[i])
                     _discard(slots[i])
                     slots[i] = None
+                    hung = _spooled(job)
+                    if hung is not None:  # the watchdog ended it; its report says what was covered
+                        state.record(job, hung, job.attempt)
+                        continue
                     if job.attempt <= retries:
                         state.progress(BatchEvent("retry", job.spec, f"worker died ({why}); attempt {job.attempt + 1} of {retries + 1}",
                                                   done_count=len(state.results), total=len(state.targets)))
@@ -699,6 +723,19 @@ def _run_pool(jobs: list[Job], workers: int, retries: int, state: _State) -> Non
         for ex in slots:
             if ex is not None:
                 _discard(ex, kill=bool(running))
+
+
+def _spooled(job: Job) -> Outcome | None:
+    """The partial report a worker left before the watchdog ended it (see :func:`_hung`), or None."""
+    if not job.spool or not Path(job.spool).is_file():
+        return None
+    try:
+        data = json.loads(Path(job.spool).read_text())
+        Path(job.spool).unlink()
+        return Outcome("incomplete", data["report"], f"stage {data['stage']} hung past its deadline; the worker was ended",
+                       0.0, int(data["exit_code"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _dead_worker(executor: Any) -> str:

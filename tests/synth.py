@@ -90,7 +90,7 @@ def write_large_llama(path: Path, hidden: int = 256, layers: int = 24, vocab: in
               "self_attn.o_proj": (hidden, hidden), "mlp.gate_proj": (inter, hidden), "mlp.up_proj": (inter, hidden),
               "mlp.down_proj": (hidden, inter)}
     weight_map: dict[str, str] = {}
-    n_shards = 4
+    n_shards = min(4, layers)  # no empty shard (an unindexed file)
     per = -(-layers // n_shards)
     for k in range(n_shards):
         tensors = {}

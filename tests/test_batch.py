@@ -235,3 +235,28 @@ def test_full_scan_of_too_large_model_runs_weights_and_skips_behaviour(large_che
     assert ev["attribution"].status == "skipped"
     assert any("model behaviour" in n and "skipped" in n for n in rep.not_analysed)
     assert "search" not in rep.timings and "attribution" not in rep.timings
+
+
+def test_ctrl_c_stops_the_batch_and_keeps_what_finished(backdoored, clean, probes, tmp_path):
+    """SIGINT to the driver mid-scan: its workers are ended, unfinished targets are listed failed
+    ('batch interrupted'), the summary is written, exit 2; a rerun resumes."""
+    import psutil
+
+    lst = tmp_path / "l.txt"
+    lst.write_text(f"{backdoored.path}\n{clean.path}\n")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "scanner", "scan-many", str(lst), "-d", str(out), "--profile", "quick", "--probes", str(probes), "-j", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    for line in proc.stderr:  # wait until the first scan was handed to a worker
+        if "scanning" in line:
+            break
+    kids = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(2)  # SIGINT, as Ctrl-C sends it
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == ExitCode.ERROR and "Traceback" not in err, err
+    assert "error: batch interrupted" in err
+    s = _summary(out)
+    assert s["interrupted"] and s["total"] == 2 and s["finished"] == 2
+    assert any(t["status"] == "failed" and "interrupted" in t["error"] for t in s["targets"])
+    psutil.wait_procs(kids, timeout=10)
+    assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]  # no orphaned worker
