@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -246,12 +247,15 @@ def test_ctrl_c_stops_the_batch_and_keeps_what_finished(backdoored, clean, probe
     lst.write_text(f"{backdoored.path}\n{clean.path}\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "scanner", "scan-many", str(lst), "-d", str(out), "--profile", "quick", "--probes", str(probes), "-j", "1"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT back to its default in the child: a shell without job control starts background jobs (such as
+    # `make test &`) with SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     for line in proc.stderr:  # wait until the first scan was handed to a worker
         if "scanning" in line:
             break
     kids = psutil.Process(proc.pid).children(recursive=True)
-    proc.send_signal(2)  # SIGINT, as Ctrl-C sends it
+    proc.send_signal(signal.SIGINT)  # as Ctrl-C sends it (to the driver; the workers ignore it)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == ExitCode.ERROR and "Traceback" not in err, err
     assert "error: batch interrupted" in err
