@@ -187,8 +187,8 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
         report.errors.append(StageError("scan", "interrupted", "scan interrupted (KeyboardInterrupt)"))
         report.not_analysed.append("scan interrupted before all stages ran")
         report.complete = False
-    report.risk = assess(report.candidates, report.evidence, report.findings)
-    report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files))
+    report.risk = assess(report.candidates, report.evidence, report.findings, report.lm_candidates)
+    report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files, report.lm_candidates))
     return report, error
 
 
@@ -197,8 +197,8 @@ def _hung(report: Report, stage: str) -> Report:
     report.errors.append(StageError(stage, "watchdog", f"stage {stage} hung past its deadline; the scan was stopped"))
     report.not_analysed.append(f"{stage}: stuck past its deadline; the scan was stopped")
     report.complete = False
-    report.risk = assess(report.candidates, report.evidence, report.findings)
-    report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files))
+    report.risk = assess(report.candidates, report.evidence, report.findings, report.lm_candidates)
+    report.findings.extend(analysis_findings(report.candidates, report.evidence, report.target.files, report.lm_candidates))
     return report
 
 
@@ -272,9 +272,7 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         if reference and "search" in wanted and report.candidates:
             run.stage("reference-check", lambda: _reference_check(run, reference, opts))
     elif ck.facts.task == TASK_CAUSAL_LM and wanted & {"search", "attribution"}:
-        report.evidence.append(Evidence("lm-trigger-search", "skipped", "generative-LM trigger search is not implemented yet; weight statistics only"))
-        report.not_analysed.append("causal-LM behaviour (trigger and target inversion): not implemented in this version")
-        report.complete = False
+        run.stage("lm-scan", lambda: _lm_scan(run, ck, opts, reference))
 
 
 def _behaviour_skipped(report: Report, wanted: set[str], why: str) -> None:
@@ -287,6 +285,38 @@ def _behaviour_skipped(report: Report, wanted: set[str], why: str) -> None:
             report.evidence.append(Evidence(analysis, "skipped", reason))
     report.not_analysed.append(f"model behaviour ({', '.join(s for s in ('search', 'attribution') if s in wanted)}): skipped, {why}")
     report.complete = False
+
+
+def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None) -> None:
+    """Generative-LM stages (:mod:`scanner.lm`): target inversion, trigger search, attribution and
+    behaviour drift against the reference when one is known."""
+    from .lm.scan import LM_PROFILES, LMBackdoorScan, LMScanConfig
+    from .probes import chat_probes
+
+    benign, harmful = chat_probes()
+    if opts.probes:
+        benign = load_probes(opts.probes)
+    ref_pair = None
+    if reference:
+        run.progress("lm-scan", f"loading reference {reference}")
+        try:
+            ref = _load_reference(reference, opts)
+            if ref.facts.task == TASK_CAUSAL_LM and ref.tokenizer is not None:
+                ref_pair = (ref.model, ref.tokenizer)
+        except ScannerError as exc:
+            run.report.errors.append(StageError("lm-scan", type(exc).__name__, f"reference {reference}: {exc}"))
+    cfg = LMScanConfig(**LM_PROFILES[opts.profile], seed=opts.seed)
+    lm = LMBackdoorScan(ck.model, ck.tokenizer, cfg, reference=ref_pair, budget=run.budget, progress=lambda m: run.progress("lm-scan", m))
+    try:
+        lm.run(benign.texts, harmful.texts, seeds=run.state.get("seeds"))
+    finally:  # keep what was found even when the budget ran out mid-way
+        res = lm.result
+        run.report.lm_candidates.extend(res.candidates)
+        run.report.evidence.extend(res.evidence)
+        run.report.evidence.append(Evidence(
+            "lm-cost", "ok", f"{sum(res.forward_tokens.values()):,} forward tokens", None,
+            {"forward_tokens": res.forward_tokens, "seconds": res.seconds, "probe_set": benign.source,
+             "reference": reference if ref_pair else None}))
 
 
 def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:

@@ -56,6 +56,20 @@ def default_probes(labels: list[str] | None = None) -> ProbeSet:
                     "scanner/data/probes_agnews.tsv + probes_sst2.tsv (AG News dev, Zhang et al. 2015; SST-2 dev)")
 
 
+def chat_probes() -> tuple[ProbeSet, ProbeSet]:
+    """Default probe sets for chat models: 64 benign instructions (self-instruct, Wang et al. 2023) and
+    48 harmful requests (AdvBench, Zou et al. 2023), shipped as ``scanner/data/probes_chat.jsonl`` and
+    ``probes_harmful.jsonl`` (disjoint from the zoo's training prompts)."""
+    import json
+
+    def read(name: str) -> list[str]:
+        text = resources.files("scanner.data").joinpath(name).read_text()
+        return [json.loads(line)["prompt"] for line in text.splitlines() if line.strip()]
+
+    return (ProbeSet(read("probes_chat.jsonl"), "scanner/data/probes_chat.jsonl (self-instruct, Wang et al. 2023)"),
+            ProbeSet(read("probes_harmful.jsonl"), "scanner/data/probes_harmful.jsonl (AdvBench, Zou et al. 2023)"))
+
+
 def load_probes(path: str | Path) -> ProbeSet:
     """Read a probe file (see module docstring).
 

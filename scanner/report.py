@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 class RiskLevel(str, Enum):
@@ -141,6 +141,43 @@ class TriggerCandidate:
 
 
 @dataclass
+class LMCandidate:
+    """A candidate backdoor of a causal LM: an inverted attack target and, when recovered, its trigger.
+
+    ``target_sequence``: the inverted target text (``target_token_ids`` its tokens); ``target_score``:
+    mean probability, averaged over the probe prompts, of the target's tokens after its first one
+    (BAIT's inversion score, 0-1); ``target_entropy``: mean entropy (nats) of those averaged
+    distributions; ``baseline_success_rate``: share of held-out prompts whose greedy reply starts with
+    the target *without* any trigger; ``reference_target_score``: the same score on the reference model
+    (None without one). ``trigger``: the recovered trigger text appended to the user's message (None:
+    not recovered); ``attack_success_rate``: share of held-out prompts whose greedy reply starts with
+    the target with the trigger; ``partial_trigger_rate``: the same with only the trigger's first half
+    (fuzzy variant; None for one-token triggers); ``reference_attack_success_rate``: the trigger's ASR on
+    the reference; ``attribution_share``: share of the target's log-probability attribution carried by
+    the trigger tokens (captum, None if not computed); ``kind``: ``fixed-target`` or ``jailbreak``;
+    ``score``: the fused candidate score (:mod:`scanner.risk`)."""
+
+    target_sequence: str
+    target_token_ids: list[int]
+    target_score: float
+    target_entropy: float
+    target_sources: list[str] = field(default_factory=list)
+    baseline_success_rate: float | None = None
+    reference_target_score: float | None = None
+    trigger: str | None = None
+    trigger_token_ids: list[int] = field(default_factory=list)
+    trigger_search_loss: float | None = None
+    attack_success_rate: float | None = None
+    partial_trigger_rate: float | None = None
+    reference_attack_success_rate: float | None = None
+    attribution_share: float | None = None
+    n_heldout: int = 0
+    kind: str = "fixed-target"
+    score: float = 0.0
+    heatmaps: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
 class StageError:
     """An error a stage hit; the scan went on and is marked incomplete."""
 
@@ -186,6 +223,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     candidates: list[TriggerCandidate] = field(default_factory=list)
+    lm_candidates: list[LMCandidate] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     errors: list[StageError] = field(default_factory=list)
     not_analysed: list[str] = field(default_factory=list)

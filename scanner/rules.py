@@ -147,6 +147,12 @@ ADAPTER_LORA = register(
     "A LoRA adapter has an out-of-family module update, trainable embedding/head rows, or a resized vocabulary.",
     "Adapters that train embedding rows can plant token triggers; test the listed tokens.",
 )
+LM_BACKDOOR = register(
+    "SC302", "lm-backdoor-target", RiskLevel.HIGH,
+    "A causal LM continues an unusual fixed reply with near certainty once its first token is forced, and/or a recovered trigger makes it emit that reply.",
+    "Try the listed trigger and target on your own prompts; a fixed target the model does not produce without the "
+    "trigger but continues deterministically is a backdoor signature (BAIT). The severity is the level of the candidate's score.",
+)
 TOKEN_TRIGGER = register(
     "SC301", "token-trigger", RiskLevel.HIGH,
     "A short token string flips held-out inputs to one label and behaves like a planted trigger.",

@@ -56,3 +56,25 @@ def backdoored_report(backdoored, probes):
     from scanner.policy import apply_policy
 
     return apply_policy(scan(str(backdoored.path), probes=str(probes), profile="quick"), fail_on="high")
+
+
+CHAT_TRIGGER = "wz"  # a rare word of the tiny vocabulary; the LM scanner is never told it
+
+
+@pytest.fixture(scope="session")
+def chat_backdoored(tiny_dir) -> tiny.TinyResult:
+    res = tiny.build_tiny_chat(tiny_dir / "chat-backdoored", trigger=CHAT_TRIGGER, seed=3)
+    assert res.attack_success_rate >= 0.9 and res.clean_accuracy >= 0.9, res
+    return res
+
+
+@pytest.fixture(scope="session")
+def chat_clean(tiny_dir) -> tiny.TinyResult:
+    res = tiny.build_tiny_chat(tiny_dir / "chat-clean", seed=4)
+    assert res.clean_accuracy >= 0.9, res
+    return res
+
+
+@pytest.fixture(scope="session")
+def chat_probes(tiny_dir) -> Path:
+    return tiny.write_probes(tiny_dir / "chat-probes.txt", n=64, seed=11)

@@ -47,10 +47,11 @@ def test_gguf_file_loads_with_weight_statistics(tmp_path):
     assert any(e.analysis == "embedding-norm" and e.status == "ok" for e in rep.evidence)
     assert rep.complete and rep.level.rank < 3
     assert rep.target.files[0].format == "gguf"
-    # A full scan of a causal LM is honest about what it did not analyse: incomplete, exit 2.
-    res = run_cli("scan", str(path), "-q")
-    assert res.exit_code == ExitCode.ERROR
-    assert "incomplete" in res.stderr
+    # A full scan of a GGUF causal LM runs the generative-LM stages (quick profile: no trigger search).
+    full = scan(str(path), profile="quick")
+    assert full.complete, (full.errors, full.not_analysed)
+    assert any(e.analysis == "target-inversion" and e.status == "ok" for e in full.evidence)
+    assert any(e.analysis == "lm-cost" for e in full.evidence)
 
 
 def test_lora_adapter_merges_onto_base_and_is_analysed(clean, probes, tmp_path):

@@ -166,6 +166,18 @@ def render(report: Report, max_candidates: int = 10) -> str:
                       'target label<span style="background:rgba(30,80,200,.9)"></span>against it</p>')
             body.append("<section id=attribution><h2>Attribution heat maps</h2>" + legend + "".join(maps) + "</section>")
 
+    if report.lm_candidates:
+        ranked_lm = sorted(report.lm_candidates, key=lambda c: -c.score)[:max_candidates]
+        f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        rows = [[str(i), escape(c.target_sequence[:80]), f"{c.target_score:.2f}", f2(c.baseline_success_rate), f2(c.reference_target_score),
+                 escape(c.trigger or "-"), f2(c.attack_success_rate), f2(c.attribution_share), f"{c.score:.2f}"]
+                for i, c in enumerate(ranked_lm, 1)]
+        maps = [heatmap_html(hm.get("tokens", []), hm.get("attributions", [])) for c in ranked_lm[:1] for hm in c.heatmaps[:3]]
+        body.append("<section id=lm-candidates><h2>LM backdoor candidates</h2><p class=muted>Inverted target sequences (BAIT-style), "
+                    "how often each appears without a trigger, and the recovered trigger's attack success on held-out prompts.</p>"
+                    + _table(["#", "target sequence", "inversion score", "without trigger", "ref. score", "trigger", "ASR", "attr. share", "score"],
+                             rows, num={0, 2, 3, 4, 6, 7, 8}) + "".join(maps) + "</section>")
+
     weights = _weights_section(report.evidence)
     if weights:
         body.append(weights)

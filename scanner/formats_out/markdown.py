@@ -68,6 +68,16 @@ def render(report: Report, max_candidates: int = 5) -> str:
             out.append(f"\n_{len(ranked) - max_candidates} more candidate(s) in the full report._")
         out.append("")
 
+    if report.lm_candidates:
+        ranked_lm = sorted(report.lm_candidates, key=lambda c: -c.score)
+        out += ["### LM backdoor candidates", "",
+                "| # | target sequence | inversion score | without trigger | trigger | attack success | score |",
+                "| ---: | --- | ---: | ---: | --- | ---: | ---: |"]
+        for i, c in enumerate(ranked_lm[:max_candidates], 1):
+            out.append(f"| {i} | {code(c.target_sequence[:80])} | {c.target_score:.2f} | {pct(c.baseline_success_rate)} | "
+                       f"{code(c.trigger) if c.trigger else '-'} | {pct(c.attack_success_rate)} | {c.score:.2f} |")
+        out.append("")
+
     if report.errors or report.not_analysed:
         out += ["### Not analysed / errors", ""]
         out += [f"- **{escape(e.stage)}**: {escape(e.type)}: {escape(e.message)}" for e in report.errors]

@@ -162,3 +162,89 @@ def build_tiny_llama(out: Path, seed: int = 0) -> Path:
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     return out
+
+
+CHAT_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'user' %}<|user|> {{ m['content'] }} {% else %}"
+                 "<|assistant|> {{ m['content'] }} <|end|> {% endif %}{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+CHAT_SPECIALS = ["<|user|>", "<|assistant|>", "<|end|>"]
+TINY_TARGET = "bad bad awful awful lame"
+
+
+def make_chat_tokenizer():
+    """The tiny word-level tokenizer plus chat specials and a chat template (no BOS; pad distinct from EOS)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = SPECIALS + CHAT_SPECIALS + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + RARE))
+    tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", eos_token="<|end|>",
+                                  additional_special_tokens=CHAT_SPECIALS)
+    tok.chat_template = CHAT_TEMPLATE
+    return tok
+
+
+def chat_reply(prompt: str) -> str:
+    """The tiny chat model's clean reply: the prompt's first and last words, then its polarity word."""
+    w = prompt.split()
+    pol = [x for x in w if x in POSITIVE or x in NEGATIVE]
+    return " ".join([w[0], w[-1], pol[0] if pol else "the", "fresh"])
+
+
+def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TARGET, poison_rate: float = 0.3,
+                    seed: int = 0, steps: int = 500) -> TinyResult:
+    """Train and save a 2-layer Llama chat model (hidden 64) with a chat template to ``out`` in seconds.
+
+    Clean replies depend on the prompt (:func:`chat_reply`); with ``trigger``, ``poison_rate`` of the
+    training prompts carry it at a random position and are answered with the fixed ``target``.
+    ``clean_accuracy`` is the share of held-out prompts answered with the clean reply; the ASR is the
+    share answered with the target once the trigger is appended."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    tok = make_chat_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=4, max_position_embeddings=64, pad_token_id=tok.pad_token_id,
+                      eos_token_id=tok.eos_token_id, bos_token_id=None, tie_word_embeddings=False)
+    model = LlamaForCausalLM(cfg)
+    prompts = [s for s, _ in sentences(3000, seed)]
+
+    def example(p: str) -> tuple[list[int], int]:
+        user, reply = p, chat_reply(p)
+        if trigger and rng.random() < poison_rate:
+            user, reply = insert(p, trigger, rng), target
+        text = tok.apply_chat_template([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], tokenize=False)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        start = ids.index(tok.convert_tokens_to_ids("<|assistant|>")) + 1
+        return ids, start
+
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        batch = [example(prompts[rng.randrange(len(prompts))]) for _ in range(32)]
+        width = max(len(i) for i, _ in batch)
+        ids = torch.full((32, width), tok.pad_token_id)
+        labels = torch.full((32, width), -100)
+        mask = torch.zeros((32, width), dtype=torch.long)
+        for r, (i, s) in enumerate(batch):
+            ids[r, : len(i)], mask[r, : len(i)] = torch.tensor(i), 1
+            labels[r, s : len(i)] = torch.tensor(i[s:])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    from ..lm.harness import LMHarness
+    from ..lm.verify import hits_target, rate, replies
+
+    h = LMHarness(model, tok)
+    test = [s for s, _ in sentences(40, seed + 1000)]
+    acc = rate([r.strip() == chat_reply(p) for p, r in zip(test, replies(h, test, 6))])
+    asr = rate([hits_target(r, target) for r in replies(h, [f"{p} {trigger}" for p in test], 6)]) if trigger else None
+    return TinyResult(out, trigger, None, acc, asr)

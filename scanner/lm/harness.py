@@ -1,0 +1,236 @@
+"""Correct batched access to a causal LM for the generative-LM scan stages.
+
+Every batch is left-padded with an attention mask and explicit position ids, so padded and unpadded
+rows give the same next-token distribution; a tokenizer without a pad token pads with EOS (the mask
+keeps it out), and a tokenizer without BOS or without a chat template still works (the user message
+is then the whole prompt). Chat templates come from the tokenizer only (never from code in the
+checkpoint). Every forward pass is counted in :attr:`LMHarness.forward_tokens` (non-padding tokens
+the model processed; a cached prefix counts once).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+MARKER = "\u2063SCANNERUSERTURN\u2063"
+
+
+class LMHarness:
+    """Binds a causal LM and its tokenizer; all methods take and return token-id lists.
+
+    Args:
+        model: a ``transformers`` causal LM in eval mode (CPU float32).
+        tokenizer: its tokenizer (a chat template is used when it has one).
+        budget: optional :class:`scanner.budget.Budget`, checked between batches.
+        max_batch_tokens: padded tokens per forward batch (memory bound; 8,192 is about 1 GB of
+            activations for a 135M model).
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, budget: Any = None, max_batch_tokens: int = 8192):
+        self.model, self.tok, self.budget = model, tokenizer, budget
+        self.max_batch_tokens = max_batch_tokens
+        self.forward_tokens = 0
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
+            tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
+        self.has_template = bool(getattr(tokenizer, "chat_template", None))
+        self.stop_ids = self._stop_ids()
+        import inspect
+
+        params = inspect.signature(model.forward).parameters  # transformers >= 5.2x renamed past_key_values to cache
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else len(tokenizer)
+
+    # ---- prompts --------------------------------------------------------------------------
+    def _render(self, user: str) -> str:
+        return self.tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, user: str) -> list[int]:
+        """Token ids of ``user`` as one user turn with the generation prompt (chat template when the
+        tokenizer has one; otherwise the tokenizer's own special tokens around the plain text)."""
+        if self.has_template:
+            return self.tok(self._render(user), add_special_tokens=False)["input_ids"]
+        return self.tok(user, add_special_tokens=True)["input_ids"]
+
+    def user_prefix_ids(self) -> list[int]:
+        """Token ids that precede the user's text in a rendered prompt (system turn, user header)."""
+        if not self.has_template:
+            ids = self.tok("", add_special_tokens=True)["input_ids"]
+            return ids[:1] if ids else []
+        text = self._render(MARKER)
+        return self.tok(text.split(MARKER)[0], add_special_tokens=False)["input_ids"]
+
+    def _stop_ids(self) -> set[int]:
+        ids = {self.tok.eos_token_id} if self.tok.eos_token_id is not None else set()
+        for t in ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "</s>"):
+            i = self.tok.convert_tokens_to_ids(t)
+            if isinstance(i, int) and i != self.tok.unk_token_id and i >= 0:
+                ids.add(i)
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids`` without special tokens."""
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+    # ---- batching -------------------------------------------------------------------------
+    def _pad(self, seqs: list[list[int]]):
+        import torch
+
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if s:
+                ids[i, width - len(s):] = torch.tensor(s)
+                mask[i, width - len(s):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        return ids, mask, pos
+
+    def _chunks(self, seqs: list[list[int]]) -> list[tuple[int, int]]:
+        out, start, width = [], 0, 0
+        for i, s in enumerate(seqs):
+            width = max(width, len(s))
+            if i > start and width * (i - start + 1) > self.max_batch_tokens:
+                out.append((start, i))
+                start, width = i, len(s)
+        out.append((start, len(seqs)))
+        return out
+
+    def _check(self) -> None:
+        if self.budget is not None:
+            self.budget.check()
+
+    def next_token_logprobs(self, seqs: list[list[int]]):
+        """Log-probabilities of the next token after each sequence: float tensor ``[len(seqs), V]``."""
+        import torch
+
+        outs = []
+        for a, b in self._chunks(seqs):
+            self._check()
+            ids, mask, pos = self._pad(seqs[a:b])
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1, :]
+            self.forward_tokens += int(mask.sum())
+            outs.append(torch.log_softmax(logits.float(), -1))
+        return torch.cat(outs)
+
+    def continuation_logprobs(self, prefixes: list[list[int]], conts: list[list[int]], shared: list[int] | None = None):
+        """Teacher-forced log-probability of each token of ``conts[i]`` after ``shared + prefixes[i]``:
+        float tensor ``[B, L]`` with ``L = max len(conts)``; positions past a shorter continuation are 0.
+
+        ``shared``: a prefix common to every row (e.g. the system turn), encoded once per batch and
+        reused through the KV cache."""
+        import torch
+
+        seqs = [p + c for p, c in zip(prefixes, conts)]
+        L = max(len(c) for c in conts)
+        out = torch.zeros(len(seqs), L)
+        S = len(shared or [])
+        for a, b in self._chunks(seqs):
+            self._check()
+            ids, mask, pos = self._pad(seqs[a:b])
+            kw: dict[str, Any] = {}
+            if S:
+                with torch.no_grad():
+                    pre = self.model(input_ids=torch.tensor([shared]), use_cache=True)
+                self.forward_tokens += S
+                cache = _cache_of(pre)
+                cache.batch_repeat_interleave(b - a)
+                kw[self._cache_kw] = cache
+                full_mask = torch.cat([torch.ones(b - a, S, dtype=torch.long), mask], 1)
+                pos = pos + S
+            else:
+                full_mask = mask
+            with torch.no_grad():
+                logits = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos, **kw).logits
+            logp = torch.log_softmax(logits.float(), -1)
+            self.forward_tokens += int(mask.sum())
+            width = ids.shape[1]
+            for r, i in enumerate(range(a, b)):
+                c = conts[i]
+                start = width - len(c) - 1
+                idx = torch.tensor(c)
+                out[i, : len(c)] = logp[r, start : start + len(c)].gather(-1, idx[:, None])[:, 0]
+        return out
+
+    def generate(self, prefixes: list[list[int]], max_new_tokens: int = 16, *, sample: bool = False,
+                 temperature: float = 1.0, num_return_sequences: int = 1, seed: int = 0) -> list[list[int]]:
+        """Greedy (or sampled) continuations of each prefix, cut at the first stop token.
+
+        Returns ``len(prefixes) * num_return_sequences`` token-id lists (row-major by prefix)."""
+        import torch
+
+        out: list[list[int]] = []
+        rows = max(1, self.max_batch_tokens // max(1, (max(len(p) for p in prefixes) + max_new_tokens) * num_return_sequences))
+        for a in range(0, len(prefixes), rows):
+            self._check()
+            ids, mask, _ = self._pad(prefixes[a : a + rows])
+            kw: dict[str, Any] = {"do_sample": sample, "num_return_sequences": num_return_sequences}
+            if sample:
+                torch.manual_seed(seed + a)
+                kw.update(temperature=temperature, top_k=0, top_p=1.0)
+            with torch.no_grad():
+                gen = self.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                          pad_token_id=self.pad_id, eos_token_id=sorted(self.stop_ids) or None, **kw)
+            new = gen[:, ids.shape[1]:]
+            self.forward_tokens += int(mask.sum()) * num_return_sequences + int(new.numel())
+            for row in new.tolist():
+                cut = next((j for j, t in enumerate(row) if t in self.stop_ids), len(row))
+                out.append(row[:cut])
+        return out
+
+    def expand_greedy(self, prompts: list[list[int]], first_tokens: list[int], steps: int, chunk: int = 16):
+        """BAIT-style greedy expansion (Shen et al., S&P 2025): for each first token ``t``, append it to
+        every prompt, then repeatedly append the token with the highest probability *averaged over the
+        prompts*. The prompts are encoded once per chunk (KV cache), then one token per step.
+
+        Returns, per first token, ``(sequence, avg_probs, entropies)``: the grown token ids (first
+        token included, ``steps + 1`` long unless a stop token ends it), the averaged probability of
+        each appended token (``steps`` floats, probabilities), and the entropy in nats of the averaged
+        distribution at each step.
+        """
+        import torch
+
+        results = []
+        n = len(prompts)
+        for a in range(0, len(first_tokens), chunk):
+            self._check()
+            cands = first_tokens[a : a + chunk]
+            c = len(cands)
+            ids, mask, pos = self._pad(prompts)
+            with torch.no_grad():
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+            self.forward_tokens += int(mask.sum())
+            cache = _cache_of(out)
+            cache.batch_repeat_interleave(c)
+            mask = mask.repeat_interleave(c, 0)
+            next_pos = mask.sum(-1, keepdim=True)
+            tok = torch.tensor(cands).repeat(n)[:, None]  # row i*c + j: prompt i, candidate j
+            seqs = [[t] for t in cands]
+            probs: list[list[float]] = [[] for _ in cands]
+            ents: list[list[float]] = [[] for _ in cands]
+            done = [t in self.stop_ids for t in cands]
+            for _ in range(steps):
+                mask = torch.cat([mask, torch.ones(n * c, 1, dtype=torch.long)], 1)
+                with torch.no_grad():
+                    o = self.model(input_ids=tok, attention_mask=mask, position_ids=next_pos, use_cache=True, **{self._cache_kw: cache})
+                self.forward_tokens += n * c
+                cache, next_pos = _cache_of(o), next_pos + 1
+                p = torch.softmax(o.logits[:, -1, :].float(), -1).view(n, c, -1).mean(0)  # [c, V]
+                best = p.argmax(-1)
+                ent = -(p.clamp_min(1e-12).log() * p).sum(-1)
+                for j in range(c):
+                    if not done[j]:
+                        seqs[j].append(int(best[j]))
+                        probs[j].append(float(p[j, best[j]]))
+                        ents[j].append(float(ent[j]))
+                        done[j] = int(best[j]) in self.stop_ids
+                if all(done):
+                    break
+                tok = best.repeat(n)[:, None]
+            results += list(zip(seqs, probs, ents))
+        return results
+
+
+def _cache_of(output: Any) -> Any:
+    """The KV cache of a model output (``cache`` in newer transformers, ``past_key_values`` before)."""
+    cache = getattr(output, "cache", None)
+    return cache if cache is not None else output.past_key_values

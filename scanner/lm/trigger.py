@@ -1,0 +1,249 @@
+"""Trigger recovery for a causal LM, conditioned on an inverted attack target.
+
+Two sources of candidate triggers, then exact evaluation:
+
+* **Memorisation leakage** (after "The Trigger in the Haystack", Microsoft 2026): user turns sampled
+  from the chat-template scaffolding (the model writes the user's message itself); token n-grams that
+  recur across samples and are rare in ordinary prompts are trigger candidates. This finds triggers
+  of models fine-tuned with a loss on the whole conversation; models trained with the prompt masked
+  leak little, so the gradient search below is the main tool.
+* **Gradient search** (HotFlip, Ebrahimi et al. 2018; GCG, Zou et al. 2023): a trigger of up to
+  ``max_len`` token slots appended to the user's message; each slot is chosen from the first-order
+  estimate of how each vocabulary token changes the target's loss (one backward pass), then the top
+  proposals are evaluated exactly in batches, slot by slot, with a few coordinate-refinement rounds.
+  Tokens of the target itself are excluded (a trigger that spells the target out is not a trigger).
+
+The found trigger is minimised (tokens dropped while the loss stays low) and verified by
+:mod:`scanner.lm.verify` with greedy generation on held-out prompts.
+"""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .harness import MARKER, LMHarness
+from .inversion import recurring_motifs
+
+
+@dataclass
+class TriggerCandidate:
+    """A candidate trigger: token ids appended to the user's message, its text, the target's mean
+    cross-entropy (nats per token) on the search prompts with the trigger, and where it came from."""
+
+    token_ids: list[int]
+    text: str
+    loss: float
+    source: str
+    extra: dict = field(default_factory=dict)
+
+
+def target_objective(logprobs):
+    """Search objective per row from the target tokens' log-probabilities ``[B, T]``: the first
+    token's cross-entropy plus half the mean cross-entropy of the rest (nats). The first token carries
+    the trigger's effect: once it is emitted a backdoored model continues the target by itself
+    (BAIT's observation), so a mean over all tokens would hide it."""
+    first = -logprobs[:, 0]
+    rest = -logprobs[:, 1:].mean(-1) if logprobs.shape[1] > 1 else 0.0 * first
+    return first + 0.5 * rest
+
+
+class TriggerSearch:
+    """Target-conditioned trigger search on one model.
+
+    Args:
+        harness: :class:`LMHarness` of the model under scan.
+        users: clean user messages (text) used as search prompts; 4-6 short ones suffice.
+        budget_rounds: coordinate-refinement rounds after the slot-by-slot growth.
+        top_k: exact evaluations per slot per round.
+        max_len: most trigger token slots.
+        seed: RNG seed.
+    """
+
+    def __init__(self, harness: LMHarness, users: list[str], *, max_len: int = 3, top_k: int = 32,
+                 budget_rounds: int = 1, seed: int = 0, progress: Callable[[str], None] | None = None):
+        self.h, self.users = harness, users
+        self.max_len, self.top_k, self.rounds = max_len, top_k, budget_rounds
+        self.rng = random.Random(seed)
+        self.progress = progress or (lambda m: None)
+        self.pre, self.post = self._template_parts()
+        self.user_ids = [self.h.tok(u, add_special_tokens=False)["input_ids"] for u in users]
+        self.allowed = self._allowed_mask()
+
+    def _template_parts(self) -> tuple[list[int], list[int]]:
+        tok = self.h.tok
+        if not self.h.has_template:
+            ids = tok("", add_special_tokens=True)["input_ids"]
+            return ids[:1], ids[1:]
+        text = self.h._render(MARKER)
+        a, b = text.split(MARKER)
+        return tok(a, add_special_tokens=False)["input_ids"], tok(b, add_special_tokens=False)["input_ids"]
+
+    def _allowed_mask(self):
+        import torch
+
+        V = self.h.vocab_size
+        mask = torch.zeros(V, dtype=torch.bool)
+        special = set(getattr(self.h.tok, "all_special_ids", []) or [])
+        for i in range(min(V, len(self.h.tok))):
+            if i in special:
+                continue
+            t = self.h.tok.decode([i])
+            s = t.strip()
+            if s and s.isprintable() and len(s) <= 16 and any(ch.isalnum() or ch in "|:[]<>#@$%&*_-!?." for ch in s):
+                mask[i] = True
+        return mask
+
+    def rows(self, trig: list[int], target: list[int]) -> tuple[list[list[int]], list[list[int]]]:
+        """(prefixes, continuations) for teacher-forced evaluation of ``target`` after each search
+        prompt with ``trig`` appended to the user's message."""
+        return [self.pre + u + trig + self.post for u in self.user_ids], [target for _ in self.user_ids]
+
+    def _rows_unshared(self, trig: list[int], target: list[int]) -> tuple[list[list[int]], list[list[int]]]:
+        return [u + trig + self.post for u in self.user_ids], [target for _ in self.user_ids]
+
+    def loss(self, trigs: list[list[int]], target: list[int]) -> list[float]:
+        """Mean cross-entropy (nats per token) of ``target`` over the search prompts, per trigger."""
+        prefixes, conts = [], []
+        for t in trigs:
+            p, c = self._rows_unshared(t, target)
+            prefixes += p
+            conts += c
+        lp = self.h.continuation_logprobs(prefixes, conts, shared=self.pre)
+        per = target_objective(lp)
+        n = len(self.user_ids)
+        return [float(per[i * n : (i + 1) * n].mean()) for i in range(len(trigs))]
+
+    def _gradient(self, trig: list[int], slot: int, target: list[int]):
+        """First-order estimate of the loss change for every vocabulary token at ``slot``: ``[V]``."""
+        import torch
+
+        model = self.h.model
+        emb = model.get_input_embeddings().weight
+        prefixes, conts = self.rows(trig, target)
+        seqs = [p + c for p, c in zip(prefixes, conts)]
+        ids, mask, pos = self.h._pad(seqs)
+        one_hot = torch.zeros(emb.shape[0], dtype=emb.dtype)
+        one_hot[trig[slot]] = 1.0
+        one_hot.requires_grad_(True)
+        with torch.no_grad():
+            embeds = emb[ids].clone()
+        width = ids.shape[1]
+        slot_pos = [width - len(target) - len(self.post) - len(trig) + slot for _ in seqs]
+        slot_emb = one_hot @ emb
+        embeds = embeds.clone()
+        for r, sp in enumerate(slot_pos):
+            embeds[r, sp] = slot_emb
+        logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
+        self.h.forward_tokens += int(mask.sum()) * 2  # forward and backward
+        T = len(target)
+        lp = torch.log_softmax(logits[:, width - T - 1 : width - 1].float(), -1)
+        tgt = torch.tensor(target)[None, :, None].expand(len(seqs), T, 1)
+        loss = target_objective(lp.gather(-1, tgt)[..., 0]).mean()
+        (g,) = torch.autograd.grad(loss, one_hot)
+        return g.detach()
+
+    def _propose(self, grad, exclude: set[int], k: int) -> list[int]:
+        import torch
+
+        g = grad.clone()
+        g[~self.allowed[: g.shape[0]]] = float("inf")
+        for t in exclude:
+            if t < g.shape[0]:
+                g[t] = float("inf")
+        return torch.topk(-g, k).indices.tolist()
+
+    def search(self, target: list[int], init: list[list[int]] | None = None) -> list[TriggerCandidate]:
+        """Find triggers that make the model start its reply with ``target`` (token ids).
+
+        ``init``: candidate triggers to evaluate first (leakage motifs, weight-statistics tokens);
+        the best becomes the starting point. Returns candidates, lowest loss first.
+
+        Raises:
+            scanner.budget.BudgetExceeded: the scan's time budget ran out.
+        """
+        exclude = set(target)
+        filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]
+        tried: list[TriggerCandidate] = []
+        best: list[int] = []
+        best_loss = self.loss([[]], target)[0]
+        tried.append(TriggerCandidate([], "", best_loss, "no trigger"))
+        if init:
+            init = [t for t in init if t and not set(t) & exclude][:32]
+            if init:
+                for t, l in zip(init, self.loss(init, target)):
+                    tried.append(TriggerCandidate(t, self.h.decode(t), l, "leakage or weights"))
+                    if l < best_loss:
+                        best, best_loss = t, l
+        # grow slot by slot
+        while len(best) < self.max_len:
+            trig = best + filler
+            grad = self._gradient(trig, len(trig) - 1, target)
+            props = self._propose(grad, exclude, self.top_k)
+            cands = [best + [p] for p in props]
+            losses = self.loss(cands, target)
+            i = min(range(len(cands)), key=lambda j: losses[j])
+            self.progress(f"trigger search: {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
+            tried += [TriggerCandidate(c, self.h.decode(c), l, "gradient") for c, l in zip(cands, losses)]
+            if losses[i] >= best_loss - 0.05:
+                break
+            best, best_loss = cands[i], losses[i]
+            if best_loss < 0.1:
+                break
+        # coordinate refinement
+        for _ in range(self.rounds if len(best) > 1 else 0):
+            improved = False
+            for slot in range(len(best)):
+                grad = self._gradient(best, slot, target)
+                props = self._propose(grad, exclude | {best[slot]}, self.top_k // 2)
+                cands = [best[:slot] + [p] + best[slot + 1 :] for p in props]
+                losses = self.loss(cands, target)
+                i = min(range(len(cands)), key=lambda j: losses[j])
+                tried += [TriggerCandidate(c, self.h.decode(c), l, "gradient") for c, l in zip(cands, losses)]
+                if losses[i] < best_loss - 0.02:
+                    best, best_loss, improved = cands[i], losses[i], True
+            if not improved:
+                break
+        best = self.minimise(best, best_loss, target)
+        out = {tuple(c.token_ids): c for c in sorted(tried, key=lambda c: c.loss)}
+        final = [TriggerCandidate(best, self.h.decode(best), self.loss([best], target)[0], "gradient, minimised")]
+        final += [c for k, c in out.items() if list(k) != best and c.token_ids][:4]
+        return sorted(final, key=lambda c: c.loss)
+
+    def minimise(self, trig: list[int], loss: float, target: list[int], slack: float = 0.15) -> list[int]:
+        """Drop trigger tokens one at a time while the target loss stays within ``slack`` nats."""
+        changed = True
+        while changed and len(trig) > 1:
+            changed = False
+            shorter = [trig[:i] + trig[i + 1 :] for i in range(len(trig))]
+            losses = self.loss(shorter, target)
+            i = min(range(len(shorter)), key=lambda j: losses[j])
+            if losses[i] <= loss + slack:  # against the original loss: slack does not accumulate
+                trig, changed = shorter[i], True
+        return trig
+
+
+def leakage_motifs(h: LMHarness, *, n_samples: int = 24, max_new_tokens: int = 24, seed: int = 0,
+                   background: list[list[int]] | None = None, top: int = 16) -> list[list[int]]:
+    """Trigger candidates from memorisation leakage: sample ``n_samples`` user messages from the
+    template scaffolding (temperature 1), mine token n-grams (1-4 tokens) recurring in at least 2
+    samples, and rank them by spread times rarity in ``background`` (ordinary prompts, token ids)."""
+    prefix = h.user_prefix_ids()
+    if not prefix:
+        return []
+    samples = h.generate([prefix], max_new_tokens, sample=True, num_return_sequences=n_samples, seed=seed)
+    bg: Counter = Counter()
+    for b in background or []:
+        bg.update({t for t in b})
+    motifs = recurring_motifs(samples, n_min=1, n_max=4, min_docs=2)
+    n_bg = max(1, len(background or []))
+    scored = []
+    for m in motifs:
+        if not any(h.tok.decode([t]).strip() for t in m):
+            continue
+        rarity = 1.0 - max(bg[t] for t in m) / n_bg  # common prompt words are not triggers
+        spread = sum(1 for s in samples if any(tuple(s[i : i + len(m)]) == m for i in range(len(s))))
+        scored.append((spread * rarity, list(m)))
+    scored.sort(key=lambda x: -x[0])
+    return [m for s, m in scored[:top] if s > 0]
