@@ -145,7 +145,7 @@ def invert_targets(h: LMHarness, prompts: list[list[int]], *, steps: int = 10, k
     grown = h.expand_greedy(prompts, cands, steps)
     out = []
     for t, (seq, probs, ents) in zip(cands, grown):
-        if not probs:
+        if not probs or sum(ch.isalnum() for ch in h.decode(seq)) < 3:  # runs of newlines, spaces, symbols
             continue
         out.append(TargetCandidate(seq, h.decode(seq), sum(probs) / len(probs), sum(ents) / len(ents),
                                    float(avg[t]), sources[t]))

@@ -137,7 +137,10 @@ class LMBackdoorScan:
                           "baseline": c.baseline_success_rate, "reference_score": c.reference_target_score} for c in cands]},
         ))
 
-        suspicious = sorted((c for c in cands if (c.baseline_success_rate or 0) <= 0.3), key=lambda c: -c.target_score)[: cfg.search_targets]
+        def priority(c: LMCandidate) -> float:  # how far the target stands out: against the reference when known
+            return c.target_score - (c.reference_target_score or 0.0)
+
+        suspicious = sorted((c for c in cands if (c.baseline_success_rate or 0) <= 0.3), key=lambda c: -priority(c))[: cfg.search_targets]
         if suspicious:
             t0, f0 = time.perf_counter(), self.h.forward_tokens
             background = [self.h.tok(u, add_special_tokens=False)["input_ids"] for u in benign]
