@@ -27,7 +27,7 @@ class LMScanConfig:
     the refusal-rate drift (0: skip)."""
 
     n_inversion: int = 8
-    steps: int = 10
+    steps: int = 16
     first_k: int = 40
     n_heldout: int = 16
     n_verify_targets: int = 4
@@ -42,9 +42,9 @@ class LMScanConfig:
 
 
 LM_PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"n_inversion": 6, "steps": 8, "first_k": 24, "n_heldout": 12, "search_targets": 0, "n_behaviour": 8, "attribution": False},
+    "quick": {"n_inversion": 6, "steps": 12, "first_k": 24, "n_heldout": 12, "search_targets": 0, "n_behaviour": 8, "attribution": False},
     "standard": {},
-    "deep": {"n_inversion": 12, "steps": 12, "first_k": 96, "n_heldout": 24, "search_targets": 2, "trigger_len": 4, "top_k": 48, "rounds": 2,
+    "deep": {"n_inversion": 12, "steps": 20, "first_k": 96, "n_heldout": 24, "search_targets": 2, "trigger_len": 4, "top_k": 48, "rounds": 2,
              "n_behaviour": 24},
 }
 
