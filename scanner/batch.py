@@ -685,6 +685,7 @@ def _run_pool(jobs: list[Job], workers: int, retries: int, state: _State) -> Non
     queue = deque(jobs)
     slots: list[Any] = [None] * min(workers, len(jobs))
     running: dict[Any, tuple[int, Job]] = {}
+    procs: list[list[Any]] = [[] for _ in slots]  # each slot's worker processes, kept to read their exit codes
     try:
         while queue or running:
             busy = {i for i, _ in running.values()}
@@ -694,6 +695,8 @@ def _run_pool(jobs: list[Job], workers: int, retries: int, state: _State) -> Non
                         slots[i] = ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_init_worker)
                     job = queue.popleft()
                     running[slots[i].submit(run_job, job)] = (i, job)
+                    # Held here because the executor forgets its processes once it is broken.
+                    procs[i] = list((getattr(slots[i], "_processes", None) or {}).values())
                     state.progress(BatchEvent("scanning", job.spec, f"attempt {job.attempt}" if job.attempt > 1 else "",
                                               done_count=len(state.results), total=len(state.targets)))
             done, _ = wait(list(running), return_when=FIRST_COMPLETED)
@@ -702,7 +705,7 @@ def _run_pool(jobs: list[Job], workers: int, retries: int, state: _State) -> Non
                 try:
                     outcome = fut.result()
                 except BrokenProcessPool:
-                    why = _dead_worker(slots[i])
+                    why = _dead_worker(procs[i])
                     _discard(slots[i])
                     slots[i] = None
                     hung = _spooled(job)
@@ -738,10 +741,10 @@ def _spooled(job: Job) -> Outcome | None:
         return None
 
 
-def _dead_worker(executor: Any) -> str:
-    """How the executor's worker process ended (exit code or signal), best effort."""
+def _dead_worker(processes: list[Any]) -> str:
+    """How a worker process of ``processes`` (``multiprocessing.Process``) ended: exit code or signal, best effort."""
     try:
-        for p in list(getattr(executor, "_processes", {}).values()):
+        for p in processes:
             p.join(timeout=1)
             if p.exitcode is not None and p.exitcode < 0:
                 try:
