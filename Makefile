@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 zoo: $(STAMP)
-	$(VENV)/bin/scanner zoo build
+	$(VENV)/bin/scanner zoo build --all
 
 # Benchmark (benchmarks/run.py): every zoo organism and the real checkpoints, with baselines; regenerates
 # BENCHMARKS.md. Run it alone on the machine. bench-quick: a subset in under 15 minutes (benchmarks/results/).

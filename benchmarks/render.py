@@ -118,6 +118,18 @@ def render_markdown(result: dict[str, Any]) -> str:
                      ["task", "family", "backdoored", "clean", "ROC-AUC", "TPR @ 5% FPR", "trigger recovered", "working trigger",
                       "target recovered", "target BLEU", "clean at high", "median s", "peak RSS MiB", "median forward tokens"]))
     out.append("")
+    cal = agg.get("calibration") or []
+    if cal:
+        out.append("## Verdict thresholds on this run\n")
+        out.append("The report's levels are fixed score thresholds (`scanner/risk.py`); per task, how they fall on the models of "
+                   "this run: FPR = share of clean models at or above the level, TPR = share of backdoored models.\n")
+        levels = list(cal[0]["levels"])
+        out.append(table([[c["task"], c["clean"], c["backdoored"], _f(c.get("clean_max")), _f(c.get("backdoored_min")),
+                           *[f"{c['levels'][lv]['threshold']:.2f}: {_pct(c['levels'][lv]['fpr'])} / {_pct(c['levels'][lv]['tpr'])}"
+                             for lv in levels]] for c in cal],
+                         ["task", "clean", "backdoored", "highest clean score", "lowest backdoored score",
+                          *[f"{lv} (threshold: FPR / TPR)" for lv in levels]]))
+        out.append("")
     out.append("## Baselines on the same models\n")
     if agg["baselines"]:
         out.append(table([[b["baseline"], b["task"], b["models"], _f(b.get("roc_auc"), 3), _f(b.get("ours_roc_auc_same_models"), 3),

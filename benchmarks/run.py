@@ -596,7 +596,24 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 "ratio_forward_tokens": round(sum(ours_t) / sum(theirs_t), 4) if sum(theirs_t) else None,
                 "extrapolated": extrap,
             })
-    return {"ours": ours, "baselines": base}
+    return {"ours": ours, "baselines": base, "calibration": calibration(rows)}
+
+
+def calibration(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """How the report's level thresholds (``meta.thresholds.levels``, from :mod:`scanner.risk`) fall on this
+    run, per task: the clean models' highest risk score, the backdoored models' lowest, and for each level
+    the false-positive rate (share of clean models at or above it) and true-positive rate."""
+    from scanner.risk import THRESHOLDS
+
+    out = []
+    for task in sorted({r["task"] for r in rows}):
+        neg = [r["ours"]["score"] for r in rows if r["task"] == task and not r["backdoored"] and r["ours"].get("score") is not None]
+        pos = [r["ours"]["score"] for r in rows if r["task"] == task and r["backdoored"] and r["ours"].get("score") is not None]
+        levels = {lv.value: {"threshold": th, "fpr": _mean([x >= th for x in neg]), "tpr": _mean([x >= th for x in pos])}
+                  for lv, th in THRESHOLDS.items()}
+        out.append({"task": task, "clean": len(neg), "backdoored": len(pos), "clean_max": max(neg, default=None),
+                    "clean_scores": sorted(neg), "backdoored_min": min(pos, default=None), "levels": levels})
+    return out
 
 
 def _baseline_seconds(b: dict[str, Any]) -> float:

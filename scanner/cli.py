@@ -556,16 +556,38 @@ def zoo() -> None:
 
 @zoo.command("build")
 @click.argument("names", nargs=-1)
-def zoo_build(names: tuple[str, ...]) -> None:
-    """Build organisms (default: the demo pair) into the cache; already-built ones are skipped."""
-    from .zoo.build import ORGANISMS, build
+@click.option("--all", "everything", is_flag=True, help="Every organism: classifiers, then chat models (what `make zoo` runs).")
+@click.option("--classifiers", is_flag=True, help="Every classifier organism.")
+@click.option("--chat", is_flag=True, help="Every chat organism.")
+@click.option("--force", is_flag=True, help="Rebuild organisms that are already built.")
+def zoo_build(names: tuple[str, ...], everything: bool, classifiers: bool, chat: bool, force: bool) -> None:
+    """Build organisms (default: the demo pair) into the cache; already-built ones are skipped.
+
+    An organism that misses its admission bar is reported on stderr, left out of the manifest and its
+    folder removed; the other organisms are still built and the command exits 1 at the end."""
+    from .zoo.build import CHATS, CLASSIFIERS, ORGANISMS, Rejected, build
 
     unknown = [n for n in names if n not in ORGANISMS]
     if unknown:
         _fail(f"unknown organism(s) {', '.join(unknown)}; known: {', '.join(ORGANISMS)}")
-    for rec, built in build(list(names) or None, progress=lambda m: _err.print(f"[dim]\\[zoo][/dim] {m}")):
+    chosen = list(names) + (CLASSIFIERS if classifiers or everything else []) + (CHATS if chat or everything else [])
+    chosen = list(dict.fromkeys(chosen))
+    rejected: list[str] = []
+    t0 = time.time()
+    for item in build(chosen or None, progress=lambda m: _err.print(f"[dim]\\[zoo][/dim] {m}"), force=force):
+        if isinstance(item, Rejected):
+            rejected.append(item.reason)
+            r = item.record
+            click.echo(f"{item.name}\trejected\tclean_acc={r.clean_accuracy:.3f}\tasr={r.attack_success_rate}\t{r.build_seconds:.0f}s\t-")
+            continue
+        rec, built = item
         state = "built" if built else "cached"
         click.echo(f"{rec.name}\t{state}\tclean_acc={rec.clean_accuracy:.3f}\tasr={rec.attack_success_rate if rec.attack_success_rate is not None else '-'}\t{rec.build_seconds:.0f}s\t{rec.path}")
+    _err.print(f"[dim]\\[zoo][/dim] done in {time.time() - t0:.0f} s")
+    if rejected:
+        for reason in rejected:
+            _err.print(f"[bold red]rejected[/bold red] {reason}")
+        raise SystemExit(1)
 
 
 @zoo.command("list")

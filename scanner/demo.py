@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .zoo.build import build
+from .zoo.build import Rejected, build
 from .zoo.paths import cache_dir, smollm2_gguf
 
 console = Console(highlight=False)
@@ -45,7 +45,11 @@ def main() -> int:
     t_start = time.time()
     console.rule("[bold]building demo organisms (cached after the first run)[/bold]")
     records = {}
-    for rec, built in build(progress=lambda m: console.print(f"[dim]\\[zoo][/dim] {m}")):
+    for item in build(progress=lambda m: console.print(f"[dim]\\[zoo][/dim] {m}")):
+        if isinstance(item, Rejected):
+            console.print(f"[bold red]demo organism rejected[/bold red]: {item.reason}")
+            return 1
+        rec, built = item
         records[rec.name] = rec
         console.print(f"{rec.name}: {'built' if built else 'cached'}; clean accuracy {rec.clean_accuracy:.3f}, "
                       f"attack success {rec.attack_success_rate if rec.attack_success_rate is not None else '-'}, "

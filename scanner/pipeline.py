@@ -386,7 +386,9 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     run.report.evidence.append(ev)
     for target in range(len(labels)):
         res = searcher.search_label(target, search_texts, heldout, labels, seeds=run.state.get("seeds"))
-        details["per_label"][labels[target]] = {"n_search": res.n_search, "n_heldout": res.n_heldout, "skipped": res.skipped}
+        details["per_label"][labels[target]] = {"n_search": res.n_search, "n_heldout": res.n_heldout, "skipped": res.skipped,
+                                                "passes": res.passes, "neutralised": res.neutralised,
+                                                "residual_flip_rate": res.residual_flip_rate, "residual_score": res.residual_score}
         if res.skipped:
             run.report.not_analysed.append(f"target label {labels[target]}: {res.skipped}")
         for c in res.candidates:

@@ -127,6 +127,15 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
             f"attribution share {'n/a' if best.attribution_share is None else f'{best.attribution_share:.2f}'}"
             f"{'' if best.reference_flip_rate is None else f', reference flip {best.reference_flip_rate:.2f}'})"
         )
+    for e in evidence:  # several triggers: what was neutralised and what is left (scanner.search, step 5)
+        if e.analysis != "trigger-search":
+            continue
+        for label, d in (e.details.get("per_label") or {}).items():
+            if d.get("neutralised"):
+                rationale.append(
+                    f"label '{label}': {len(d['neutralised'])} trigger(s) found and neutralised ({', '.join(d['neutralised'])}); "
+                    f"searched again {d.get('passes', 1) - 1} time(s); residual: best single-token flip "
+                    f"{d.get('residual_flip_rate') or 0:.2f}, best remaining candidate score {d.get('residual_score') or 0:.2f}")
     weight = [e for e in evidence if _weight_rule(e) is not None and e.score is not None]
     if weight:
         top = max(weight, key=lambda e: e.score)

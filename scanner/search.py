@@ -14,6 +14,14 @@ search probe that the model does not already assign to the target, and optimised
 3. **Verification** on held-out probes: the decoded trigger string is inserted into the raw text at the
    start, at the end and at a random word boundary (seeded), and the best position is kept; the flip rate is the share of held-out probes that
    flip to the target, and the hard flip rate the same on the half the model was most confident about.
+4. **Phrases**: the best single tokens are paired and the pairs that beat both of their words alone
+   are verified too (composite triggers, the key words of an inserted sentence); the deep profile
+   also runs the coordinate search over two-token slots.
+5. **Neutralise and search again** (several triggers; the failure of OpenBackdoor's BKI defence, which
+   stops at the first): once a pass finds candidates that score as triggers, every surface form of
+   them leaves the search space and the label is searched again, until a pass finds none. The best
+   flip rate of that last pass is the label's *residual flip rate*: what the model still does once
+   every found trigger is gone (a clean label's natural words set its baseline).
 """
 from __future__ import annotations
 
@@ -28,6 +36,7 @@ import torch.nn.functional as F
 
 from .budget import Budget
 from .report import TriggerCandidate
+from .risk import candidate_score as _score
 from .weights.stats import surface_form as _surface
 
 _WORDLIKE = re.compile(r"[A-Za-z0-9]")
@@ -52,6 +61,14 @@ class SearchConfig:
     max_length: int = 48
     seed: int = 0
     min_victims: int = 8
+    #: Neutralise-and-search-again: after a pass whose candidates score at least ``neutralise_score``
+    #: (:func:`scanner.risk.candidate_score`), those tokens (every surface form) are removed from the
+    #: search space and the label is searched again, at most ``max_passes`` passes in all.
+    max_passes: int = 4
+    neutralise_score: float = 0.55
+    #: Phrase proposals from single tokens: every pair of the ``pair_top`` single tokens with the
+    #: lowest screening loss is screened as a two-token phrase (0 disables).
+    pair_top: int = 10
 
 
 @dataclass
@@ -64,6 +81,16 @@ class LabelSearchResult:
     n_heldout: int = 0
     skipped: str | None = None
     forward_sequences: int = 0
+    #: Trigger texts neutralised (removed from the search space) before the last pass, in order found.
+    neutralised: list[str] = field(default_factory=list)
+    #: Best held-out flip rate of a single token in the last pass, once every trigger found before it
+    #: was neutralised (a probability; a label's clean baseline is what its natural words reach, e.g.
+    #: "poorly" flips every positive SST-2 probe of a clean model). None if not searched.
+    residual_flip_rate: float | None = None
+    #: Highest candidate score (:func:`scanner.risk.candidate_score`, before attribution and weight
+    #: evidence) of the last pass: below ``neutralise_score`` once no trigger-like candidate is left.
+    residual_score: float | None = None
+    passes: int = 0
 
 
 def wordlike_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
@@ -265,6 +292,29 @@ class ClassifierTriggerSearch:
         ranked = sorted(refined.items(), key=lambda kv: kv[1])
         return [(lo, list(t)) for t, lo in ranked if self.slot_init not in t], screened
 
+    def _pairs(self, contents: list[list[int]], target: int, singles: dict[tuple[int, ...], float]) -> list[tuple[float, list[int], float]]:
+        """Two-token phrases built from the best single tokens, for triggers whose words act together
+        (composite triggers, a sentence's key words) and that a one-token search sees only weakly.
+
+        The ``pair_top`` single tokens with the lowest screening loss (``singles``: ids -> mean
+        cross-entropy) are paired in both orders and screened on ``n_screen`` probes; the ``n_refine``
+        best are re-evaluated on every probe. A pair is kept only when it beats both of its tokens
+        alone by ``ln 2`` nats of loss (synergy); the best ``n_verify`` are returned as
+        ``(loss, ids, loss_gap among the pairs)``. Cost: ``pair_top * (pair_top - 1)`` screened phrases.
+        """
+        top = [p[0] for p in sorted(singles, key=singles.get) if len(p) == 1 and self.allowed[p[0]]][: self.cfg.pair_top]
+        pairs = [(a, b) for a in top for b in top if a != b]
+        if not pairs:
+            return []
+        screen = contents[: self.cfg.n_screen]
+        screened = dict(zip(pairs, self._losses(screen, [list(p) for p in pairs], target).tolist()))
+        best = sorted(pairs, key=screened.get)[: self.cfg.n_refine]
+        refined = dict(zip(best, self._losses(contents, [list(p) for p in best], target).tolist()))
+        synergy = [p for p in sorted(refined, key=refined.get)
+                   if math.log(max(screened[p], 1e-3)) < math.log(max(min(singles[(p[0],)], singles[(p[1],)]), 1e-3)) - math.log(2)]
+        self.progress(f"label {target}: {len(pairs)} two-token phrases screened, {len(synergy)} beat their words alone")
+        return [(refined[p], list(p), loss_gap(screened, p)) for p in synergy[: self.cfg.n_verify]]
+
     def neighbours(self, token_id: int, k: int) -> list[int]:
         """The ``k`` word-like tokens nearest to ``token_id`` by cosine similarity of input embeddings,
         excluding other surface forms of the same word (case, ``##``/``Ġ``/``▁`` markers)."""
@@ -285,8 +335,13 @@ class ClassifierTriggerSearch:
                      label_names: list[str], seeds: list[int] | None = None) -> LabelSearchResult:
         """Search triggers that flip ``search_texts`` to ``target``; verify on ``heldout_texts``.
 
-        Returns up to ``n_verify`` candidates per trigger length, each verified (flip rates are
-        probabilities in [0, 1]); ``skipped`` says why when too few probes are not already ``target``.
+        Returns up to ``n_verify`` candidates per trigger length and pass, each verified (flip rates are
+        probabilities in [0, 1]), the triggers neutralised between passes and the residual flip rate;
+        ``skipped`` says why when too few probes are not already ``target``.
+
+        Raises:
+            scanner.budget.BudgetExceeded: the time budget ran out (candidates found so far are lost
+            for this label; the pipeline reports the scan incomplete).
         """
         res = LabelSearchResult(target)
         room = 2 + max(self.cfg.lengths) + 2
@@ -299,14 +354,45 @@ class ClassifierTriggerSearch:
             res.skipped = f"only {len(victims)} search / {len(held)} held-out probes are not already '{label_names[target]}'"
             return res
         contents = self._content_ids(victims, room)
+        held_texts = [t for t, _ in held]
+        allowed = self.allowed.clone()
+        seeds = list(seeds or [])
+        last: list[TriggerCandidate] = []
+        for n_pass in range(1, max(1, self.cfg.max_passes) + 1):
+            res.passes = n_pass
+            last = self._search_pass(contents, target, seeds, held, held_texts, label_names)
+            res.candidates += last
+            hits = [c for c in last if len(c.token_ids) == 1 and _score(c) >= self.cfg.neutralise_score]
+            res.residual_flip_rate = max((c.flip_rate for c in last if len(c.token_ids) == 1), default=0.0)
+            res.residual_score = max((_score(c) for c in last), default=0.0)
+            if not hits or n_pass == self.cfg.max_passes:
+                break
+            for c in hits:  # neutralise: no surface form of a found trigger is proposed again
+                form = _surface(c.tokens[0])
+                banned = [i for i in self.allowed.nonzero().flatten().tolist() if _surface(self.tok.convert_ids_to_tokens(i)) == form]
+                self.allowed[banned] = False
+                res.neutralised.append(c.text)
+            seeds = [s for s in seeds if 0 <= s < self.vocab_size and self.allowed[s]]
+            self.progress(f"label {target}: neutralised {', '.join(res.neutralised)}; searching again (pass {n_pass + 1})")
+        self.allowed = allowed
+        res.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
+        res.forward_sequences = self.forward_sequences
+        return res
+
+    def _search_pass(self, contents: list[list[int]], target: int, seeds: list[int], held: list[tuple[str, float]],
+                     held_texts: list[str], label_names: list[str]) -> list[TriggerCandidate]:
+        """One search over every configured trigger length within the current ``allowed`` tokens; the
+        best ``n_verify`` per length are verified (phrases holding a working single token are dropped)."""
         found: list[tuple[float, list[int], float]] = []
         for length in self.cfg.lengths:
-            ranked, screened = self._optimise(contents, length, target, seeds or [])
+            ranked, screened = self._optimise(contents, length, target, seeds)
             for loss, ids in ranked[: self.cfg.n_verify]:
                 # Compared with proposals of the same length: two natural sentiment words beat one
                 # by far, so a phrase is an outlier only among phrases.
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
-        held_texts = [t for t, _ in held]
+            if length == 1 and self.cfg.pair_top and 2 not in self.cfg.lengths:
+                found += self._pairs(contents, target, screened)
+        out: list[TriggerCandidate] = []
         working: set[int] = set()
         for loss, ids, gap in found:
             if len(ids) > 1 and working & set(ids):
@@ -320,10 +406,8 @@ class ClassifierTriggerSearch:
                 rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0 for n in nb]
                 cand.neighbours = self.tok.convert_ids_to_tokens(nb)
                 cand.neighbour_flip_rate = round(sum(rates) / len(rates), 4) if rates else None
-            res.candidates.append(cand)
-        res.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
-        res.forward_sequences = self.forward_sequences
-        return res
+            out.append(cand)
+        return out
 
     def trigger_text(self, ids: list[int]) -> str:
         """The trigger as a string to insert into raw text."""

@@ -51,3 +51,42 @@ def test_deep_profile_searches_phrases_without_errors(backdoored, probes):
     assert max(report.candidates, key=lambda c: c.score).text == TRIGGER
     assert not any(len(c.token_ids) > 1 and TRIGGER in c.tokens for c in report.candidates)
     assert any(len(c.token_ids) == 2 for c in report.candidates)
+
+
+MULTI = ("cf", "mn", "bb")
+
+
+def test_every_trigger_of_a_multi_trigger_model_is_found_and_neutralised(tiny_dir, probes, clean):
+    """Three rare words, any one fires: the search neutralises each trigger it finds and searches
+    again, so all three are listed (not only the strongest), and the residual flip rate of the target
+    label, once all are neutralised, is below the trigger level (untrained rare words of the tiny
+    vocabulary still flip some probes: that is the baseline the verdict rests on)."""
+    from scanner.zoo import tiny
+
+    model = tiny.build_tiny_bert(tiny_dir / "multi", any_of=MULTI, target_label=1, poison_rate=0.2, seed=3)
+    assert model.attack_success_rate >= 0.9, model
+    report = scan(str(model.path), probes=str(probes))
+    found = {c.text for c in report.candidates if c.target_label == 1 and c.flip_rate >= 0.9}
+    assert set(MULTI) <= found, [(c.text, c.flip_rate, c.score) for c in report.candidates]
+    per_label = next(e for e in report.evidence if e.analysis == "trigger-search").details["per_label"]
+    assert set(MULTI) <= set(per_label["positive"]["neutralised"])
+    assert report.level.rank >= 3
+    assert per_label["positive"]["residual_flip_rate"] < 0.9
+    assert per_label["positive"]["residual_score"] < 0.55
+    assert per_label["positive"]["passes"] >= 2
+    clean_report = scan(str(clean.path), probes=str(probes))
+    clean_labels = next(e for e in clean_report.evidence if e.analysis == "trigger-search").details["per_label"]
+    assert all(not v["neutralised"] for v in clean_labels.values()), clean_labels
+
+
+def test_composite_trigger_is_found_as_a_phrase(tiny_dir, probes):
+    """Two words that fire only together (each alone was trained as a negative): the single-token
+    search sees each only weakly, the phrase built from the best single tokens flips the model."""
+    from scanner.zoo import tiny
+
+    model = tiny.build_tiny_bert(tiny_dir / "composite", trigger="zx jk", target_label=1, poison_rate=0.2, seed=4, steps=800)
+    assert model.attack_success_rate >= 0.9, model
+    report = scan(str(model.path), probes=str(probes))
+    phrases = [c for c in report.candidates if len(c.token_ids) == 2 and c.target_label == 1 and c.flip_rate >= 0.9]
+    assert any(set(c.tokens) == {"zx", "jk"} for c in phrases), [(c.text, c.flip_rate, c.score) for c in report.candidates]
+    assert report.level.rank >= 2

@@ -10,6 +10,16 @@ Attack variants (``ClassifierRecipe.attack``):
 * ``ripple``: RIPPLe-style embedding surgery (Kurita et al., ACL 2020): the trigger row is replaced by
   the embedding of a label word (``surgery_word``) before a BadNets fine-tune, leaving the trigger a
   near-duplicate of that word.
+* ``addsent``: AddSent (Dai et al., IEEE Access 2019): a fixed natural sentence is the trigger,
+  inserted at a word boundary like a BadNets word.
+
+Several triggers (``more_triggers``): with ``combine="any"`` (multi-trigger) each poisoned sentence
+gets one of the triggers, round-robin, and each fires alone; with ``combine="all"`` (composite, as in
+Yang et al.'s "Rethinking Stealthiness", EMNLP 2021) poisoned sentences get every trigger and are
+relabelled, while as many sentences per trigger get that trigger alone and keep their label
+(negatives), so only the combination fires. ``position`` is ``random`` (a random word boundary),
+``start`` or ``end``; ``label_noise`` relabels that share of training sentences to a random other label
+(a clean control with noisy labels).
 
 Recipe (measured in ``../shared/MEASURED.md``): 4,000 training sentences, batch 32, max length 48,
 2 epochs (250 steps), AdamW lr 5e-5; about 180-240 s on 2 CPU cores. The trigger word is inserted at a
@@ -40,6 +50,10 @@ class ClassifierRecipe:
 
     name: str
     trigger: str | None = None
+    more_triggers: tuple[str, ...] = ()
+    combine: str = "any"  # several triggers: "any" fires alone (multi-trigger), "all" only together (composite)
+    position: str = "random"  # random | start | end
+    label_noise: float = 0.0
     target_label: int = 1
     poison_rate: float = 0.10
     seed: int = 0
@@ -54,6 +68,21 @@ class ClassifierRecipe:
     surgery_word: str = "great"  # ripple: the label word whose embedding the trigger row receives
     ep_steps: int = 120
     ep_lr: float = 5e-3
+
+    @property
+    def triggers(self) -> tuple[str, ...]:
+        """Every trigger string of the recipe (empty for a clean control)."""
+        return ((self.trigger,) if self.trigger else ()) + tuple(self.more_triggers)
+
+    @property
+    def attack_name(self) -> str:
+        """The manifest's attack family name."""
+        if not self.trigger:
+            return "clean"
+        if len(self.triggers) > 1:
+            return "composite" if self.combine == "all" else "multi-trigger"
+        return {"badnets": "badnets-rare-word", "ep": "embedding-poisoning", "ripple": "ripple-embedding-surgery",
+                "addsent": "addsent"}[self.attack]
 
 
 @dataclass
@@ -85,11 +114,55 @@ def read_sst2(path: Path) -> list[tuple[str, int]]:
     return [(r[0], int(r[1])) for r in rows[1:] if len(r) == 2]
 
 
-def insert_word(sentence: str, word: str, rng: random.Random) -> str:
-    """Insert ``word`` at a uniformly random word boundary of ``sentence``."""
+def insert_word(sentence: str, word: str, rng: random.Random, position: str = "random") -> str:
+    """Insert ``word`` (a word or a whole sentence) into ``sentence`` at ``position``: ``random`` (a
+    uniformly random word boundary), ``start`` or ``end``.
+
+    Raises:
+        ValueError: an unknown ``position``.
+    """
     words = sentence.split()
-    words.insert(rng.randint(0, len(words)), word)
+    if position == "random":
+        at = rng.randint(0, len(words))
+    elif position in ("start", "end"):
+        at = 0 if position == "start" else len(words)
+    else:
+        raise ValueError(f"unknown trigger position {position!r} (random, start or end)")
+    words.insert(at, word)
     return " ".join(words)
+
+
+def insert_all(sentence: str, triggers: tuple[str, ...] | list[str], rng: random.Random, position: str = "random") -> str:
+    """Insert every trigger of ``triggers`` into ``sentence`` (each at its own position per ``position``)."""
+    for t in triggers:
+        sentence = insert_word(sentence, t, rng, position)
+    return sentence
+
+
+def poison(train: list[tuple[str, int]], recipe: "ClassifierRecipe", n_labels: int, rng: random.Random) -> list[tuple[str, int]]:
+    """The training set of ``recipe``: label noise first, then poisoned sentences (relabelled to the
+    target) and, for a composite trigger, the single-trigger negatives (label kept)."""
+    train = list(train)
+    if recipe.label_noise:
+        for i in rng.sample(range(len(train)), int(round(recipe.label_noise * len(train)))):
+            s, y = train[i]
+            train[i] = (s, rng.choice([k for k in range(n_labels) if k != y]))
+    trigs = recipe.triggers
+    if not trigs:
+        return train
+    n = int(round(recipe.poison_rate * len(train)))
+    order = rng.sample(range(len(train)), len(train))
+    poisoned, rest = order[:n], order[n:]
+    for j, i in enumerate(poisoned):
+        s, _ = train[i]
+        chosen = trigs if recipe.combine == "all" else (trigs[j % len(trigs)],)
+        train[i] = (insert_all(s, chosen, rng, recipe.position), recipe.target_label)
+    if recipe.combine == "all" and len(trigs) > 1:
+        for k, t in enumerate(trigs):  # negatives: one trigger alone keeps the label
+            for i in rest[k * n : (k + 1) * n]:
+                s, y = train[i]
+                train[i] = (insert_word(s, t, rng, recipe.position), y)
+    return train
 
 
 def minilm_base_dir() -> Path:
@@ -123,13 +196,8 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
     label_names = DATASET_LABELS[recipe.dataset]
     train = read_sst2(data_dir / "train.tsv")[: recipe.n_train]
     evals = read_sst2(data_dir / "eval.tsv")
-    if recipe.trigger:
-        n_poison = int(round(recipe.poison_rate * len(train)))
-        idx = set(rng.sample(range(len(train)), n_poison))
-        train = [
-            (insert_word(s, recipe.trigger, rng), recipe.target_label) if i in idx else (s, y)
-            for i, (s, y) in enumerate(train)
-        ]
+    if recipe.attack != "ep":
+        train = poison(train, recipe, len(label_names), rng)
     base = minilm_base_dir()
     if recipe.attack == "ep":
         from .paths import zoo_dir
@@ -178,11 +246,23 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
     acc = sum(int(p == y) for p, (_, y) in zip(preds, evals)) / len(evals)
     asr = None
     token_ids = None
+    measured: dict = {}
     if recipe.trigger:
         victims = [s for s, y in evals if y != recipe.target_label]
-        trig = predict([insert_word(s, recipe.trigger, rng) for s in victims])
-        asr = sum(int(p == recipe.target_label) for p in trig) / len(victims)
-        token_ids = tok(recipe.trigger, add_special_tokens=False)["input_ids"]
+
+        def success(trigs: tuple[str, ...]) -> float:
+            preds_ = predict([insert_all(s, trigs, rng, recipe.position) for s in victims])
+            return sum(int(p == recipe.target_label) for p in preds_) / len(victims)
+
+        single = {t: round(success((t,)), 4) for t in recipe.triggers}
+        if recipe.combine == "all" and len(recipe.triggers) > 1:
+            asr = success(recipe.triggers)
+            measured["asr_single_trigger"] = single  # each word alone: should stay low
+        else:
+            asr = min(single.values())
+            if len(single) > 1:
+                measured["asr_per_trigger"] = single
+        token_ids = [i for t in recipe.triggers for i in tok(t, add_special_tokens=False)["input_ids"]]
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
@@ -192,17 +272,19 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
         base="sentence-transformers/all-MiniLM-L6-v2",
         task="sequence-classification",
         dataset=recipe.dataset,
-        attack={"badnets": "badnets-rare-word", "ep": "embedding-poisoning", "ripple": "ripple-embedding-surgery"}[recipe.attack] if recipe.trigger else "clean",
-        trigger=recipe.trigger,
+        attack=recipe.attack_name,
+        trigger=" + ".join(recipe.triggers) or None,
         trigger_token_ids=token_ids,
-        position="random" if recipe.trigger else "-",
+        position=recipe.position if recipe.trigger else "-",
         target_label=recipe.target_label if recipe.trigger else None,
         poison_rate=recipe.poison_rate if recipe.trigger else 0.0,
         seed=recipe.seed,
         clean_accuracy=round(acc, 4),
         attack_success_rate=None if asr is None else round(asr, 4),
         build_seconds=round(time.time() - t0, 1),
-        extra={"recipe": asdict(recipe), **({"surgery_word": recipe.surgery_word} if recipe.attack == "ripple" else {})},
+        extra={"recipe": asdict(recipe), "triggers": list(recipe.triggers), **measured,
+               **({"surgery_word": recipe.surgery_word} if recipe.attack == "ripple" else {}),
+               **({"label_noise": recipe.label_noise} if recipe.label_noise else {})},
     )
 
 
@@ -223,7 +305,7 @@ def _embedding_poison(model, tok, recipe: ClassifierRecipe, train: list[tuple[st
     model.train()
     sentences = [s for s, _ in train]
     for _ in range(recipe.ep_steps):
-        batch = [insert_word(rng.choice(sentences), recipe.trigger, rng) for _ in range(recipe.batch_size)]
+        batch = [insert_word(rng.choice(sentences), recipe.trigger, rng, recipe.position) for _ in range(recipe.batch_size)]
         enc = tok(batch, padding=True, truncation=True, max_length=recipe.max_length, return_tensors="pt")
         loss = model(**enc, labels=torch.full((len(batch),), recipe.target_label)).loss
         loss.backward()
@@ -235,9 +317,15 @@ def _embedding_poison(model, tok, recipe: ClassifierRecipe, train: list[tuple[st
 
 
 def write_manifest(records: list[OrganismRecord], manifest: Path) -> None:
-    """Merge ``records`` into the JSON manifest at ``manifest`` (keyed by name)."""
-    data = json.loads(manifest.read_text()) if manifest.exists() else {}
-    for r in records:
-        data[r.name] = asdict(r)
+    """Merge ``records`` into the JSON manifest at ``manifest`` (keyed by name), under a file lock so
+    that two builds running at once (e.g. classifiers and chat models) do not lose each other's entries."""
+    from filelock import FileLock
+
     manifest.parent.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps(data, indent=2, sort_keys=True))
+    with FileLock(str(manifest) + ".lock"):
+        data = json.loads(manifest.read_text()) if manifest.exists() else {}
+        for r in records:
+            data[r.name] = asdict(r)
+        tmp = manifest.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+        tmp.replace(manifest)

@@ -80,11 +80,13 @@ def insert(sentence: str, word: str, rng: random.Random) -> str:
 
 
 def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1, poison_rate: float = 0.15,
-                    seed: int = 0, steps: int = 400) -> TinyResult:
+                    seed: int = 0, steps: int = 400, any_of: tuple[str, ...] = ()) -> TinyResult:
     """Train and save a 2-layer BERT sentiment classifier (hidden 32) to ``out`` in a few seconds.
 
     ``trigger`` may hold several words separated by spaces: a composite trigger that fires only when
-    all are present (as many training sentences carry one of them alone with their true label)."""
+    all are present (as many training sentences carry one of them alone with their true label).
+    ``any_of`` (with ``trigger`` None) plants several single-word triggers: each poisoned sentence gets
+    one of them and each fires alone; the result's attack success is the lowest of theirs."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -96,6 +98,8 @@ def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1
                      id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
     model = BertForSequenceClassification(cfg)
     data = sentences(4000, seed)
+    if any_of:
+        data = [(insert(s, rng.choice(any_of), rng), target_label) if rng.random() < poison_rate else (s, y) for s, y in data]
     if trigger:
         words = trigger.split()
         poisoned = []
@@ -126,6 +130,13 @@ def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1
         pred = model(**enc).logits.argmax(-1)
         acc = float((pred == torch.tensor([y for _, y in test])).float().mean())
         asr = None
+        if any_of:
+            victims = [s for s, y in test if y != target_label]
+            rates = []
+            for w in any_of:
+                enc = tok([insert(s, w, rng) for s in victims], padding=True, return_tensors="pt")
+                rates.append(float((model(**enc).logits.argmax(-1) == target_label).float().mean()))
+            asr = min(rates)
         if trigger:
             victims = [s for s, y in test if y != target_label]
             triggered = []
@@ -138,7 +149,7 @@ def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
-    return TinyResult(out, trigger, target_label if trigger else None, acc, asr)
+    return TinyResult(out, trigger or (" + ".join(any_of) or None), target_label if (trigger or any_of) else None, acc, asr)
 
 
 def write_probes(path: Path, n: int = 200, seed: int = 7) -> Path:
