@@ -148,7 +148,8 @@ class LMCandidate:
     mean probability, averaged over the probe prompts, of the target's tokens after its first one
     (BAIT's inversion score, 0-1); ``target_entropy``: mean entropy (nats) of those averaged
     distributions; ``baseline_success_rate``: share of held-out prompts whose greedy reply starts with
-    the target *without* any trigger; ``reference_target_score``: the same score on the reference model
+    the target *without* any trigger (the larger of the rates on benign and on harmful prompts: a
+    safety refusal emitted on harmful requests is ordinary behaviour, not a hidden target); ``reference_target_score``: the same score on the reference model
     (None without one). ``trigger``: the recovered trigger text appended to the user's message (None:
     not recovered); ``attack_success_rate``: share of held-out prompts whose greedy reply starts with
     the target with the trigger; ``partial_trigger_rate``: the same with only the trigger's first half

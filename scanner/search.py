@@ -68,7 +68,7 @@ class SearchConfig:
     neutralise_score: float = 0.55
     #: Phrase proposals from single tokens: every pair of the ``pair_top`` single tokens with the
     #: lowest screening loss is screened as a two-token phrase (0 disables).
-    pair_top: int = 10
+    pair_top: int = 8
 
 
 @dataclass
@@ -297,13 +297,14 @@ class ClassifierTriggerSearch:
         (composite triggers, a sentence's key words) and that a one-token search sees only weakly.
 
         The ``pair_top`` single tokens with the lowest screening loss (``singles``: ids -> mean
-        cross-entropy) are paired in both orders and screened on ``n_screen`` probes; the ``n_refine``
-        best are re-evaluated on every probe. A pair is kept only when it beats both of its tokens
-        alone by ``ln 2`` nats of loss (synergy); the best ``n_verify`` are returned as
-        ``(loss, ids, loss_gap among the pairs)``. Cost: ``pair_top * (pair_top - 1)`` screened phrases.
+        cross-entropy) are paired (once per pair, the better token first) and screened on ``n_screen``
+        probes; the ``n_refine`` best are re-evaluated on every probe. A pair is kept only when its
+        screening loss beats both of its tokens alone by ``ln 2`` nats (synergy); the best
+        ``n_verify - 1`` are returned as ``(loss, ids, loss_gap among the pairs)``. Cost:
+        ``pair_top * (pair_top - 1) / 2`` screened phrases.
         """
         top = [p[0] for p in sorted(singles, key=singles.get) if len(p) == 1 and self.allowed[p[0]]][: self.cfg.pair_top]
-        pairs = [(a, b) for a in top for b in top if a != b]
+        pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
         if not pairs:
             return []
         screen = contents[: self.cfg.n_screen]
@@ -313,7 +314,7 @@ class ClassifierTriggerSearch:
         synergy = [p for p in sorted(refined, key=refined.get)
                    if math.log(max(screened[p], 1e-3)) < math.log(max(min(singles[(p[0],)], singles[(p[1],)]), 1e-3)) - math.log(2)]
         self.progress(f"label {target}: {len(pairs)} two-token phrases screened, {len(synergy)} beat their words alone")
-        return [(refined[p], list(p), loss_gap(screened, p)) for p in synergy[: self.cfg.n_verify]]
+        return [(refined[p], list(p), loss_gap(screened, p)) for p in synergy[: max(1, self.cfg.n_verify - 1)]]
 
     def neighbours(self, token_id: int, k: int) -> list[int]:
         """The ``k`` word-like tokens nearest to ``token_id`` by cosine similarity of input embeddings,
