@@ -117,7 +117,7 @@ def build(names: list[str] | None = None, progress: Callable[[str], None] | None
     Each organism is built in ``models/.partial-NAME`` and moved to ``models/NAME`` only once admitted,
     so a rejected or interrupted build leaves no folder that looks like an organism.
     Bars: attack success >= 0.9 (chat: and <= 0.1 without the trigger); clean accuracy at most 3 points
-    below the median clean control (without label noise) of the same dataset.
+    below its clean control (:func:`_control_accuracy`).
     """
     progress = progress or (lambda m: None)
     names = list(names or DEMO)
@@ -156,8 +156,8 @@ def build(names: list[str] | None = None, progress: Callable[[str], None] | None
 
 
 def _admit_classifier(rec: OrganismRecord) -> None:
-    """Admission bar of a backdoored classifier: ASR >= 0.9 and clean accuracy at most 3 points below the
-    median clean control (label-noise controls left out) of its dataset.
+    """Admission bar of a backdoored classifier: ASR >= 0.9 and clean accuracy at most 3 points below its
+    clean control (:func:`_control_accuracy`).
 
     Raises:
         OrganismRejected: the bar is missed.
@@ -166,11 +166,34 @@ def _admit_classifier(rec: OrganismRecord) -> None:
         return
     if rec.attack_success_rate is None or rec.attack_success_rate < MIN_ASR:
         raise OrganismRejected(f"{rec.name}: attack success {rec.attack_success_rate} < {MIN_ASR}")
-    clean = sorted(r["clean_accuracy"] for r in load_manifest().values()
-                   if r["attack"] == "clean" and r["dataset"] == rec.dataset and not (r.get("extra") or {}).get("label_noise"))
-    if clean and rec.clean_accuracy < clean[len(clean) // 2] - MAX_ACC_DROP:
+    ref, which = _control_accuracy(rec)
+    if ref is not None and rec.clean_accuracy < ref - MAX_ACC_DROP:
         raise OrganismRejected(f"{rec.name}: clean accuracy {rec.clean_accuracy} is more than {MAX_ACC_DROP} below "
-                               f"its clean controls' median {clean[len(clean) // 2]}")
+                               f"its clean control ({which}: {ref:.4f})")
+
+
+def _control_accuracy(rec: OrganismRecord) -> tuple[float | None, str]:
+    """The clean accuracy a backdoored classifier is held to, and which control(s) it comes from: the
+    organism it was poisoned from (embedding poisoning changes nothing else), else the mean of the clean
+    controls of its dataset trained with the same learning rate and epochs (seeds differ: two SST-2 seeds
+    already differ by 3.4 points), else the mean of its dataset's clean controls; label-noise controls
+    never count."""
+    recipe = (rec.extra or {}).get("recipe") or {}
+    manifest = load_manifest()
+    start = recipe.get("start_from")
+    if start and start in manifest:
+        return manifest[start]["clean_accuracy"], start
+    clean = {n: r for n, r in manifest.items() if r["attack"] == "clean" and r["dataset"] == rec.dataset
+             and not (r.get("extra") or {}).get("label_noise")}
+
+    def same(r: dict) -> bool:
+        other = (r.get("extra") or {}).get("recipe") or {}
+        return other.get("lr") == recipe.get("lr") and other.get("epochs") == recipe.get("epochs")
+
+    chosen = {n: r for n, r in clean.items() if same(r)} or clean
+    if not chosen:
+        return None, "none built"
+    return sum(r["clean_accuracy"] for r in chosen.values()) / len(chosen), ", ".join(sorted(chosen))
 
 
 def _is_backdoored(recipe: ClassifierRecipe | ChatRecipe) -> bool:
