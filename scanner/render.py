@@ -54,13 +54,14 @@ def render(report: Report, console: Console) -> None:
 
     if report.candidates:
         t = Table(title="Trigger candidates (verified on held-out probes)")
-        for col in ("#", "trigger", "token ids", "target", "flip", "hard flip", "loss gap", "nbr flip", "attr. share", "ref. flip", "score"):
+        for col in ("#", "trigger", "token ids", "target", "flip", "hard flip", "loss gap", "nbr/part flip", "attr. share", "ref. flip", "score"):
             t.add_column(col, justify="right" if col not in ("trigger", "target", "token ids") else "left")
         for i, c in enumerate(sorted(report.candidates, key=lambda c: -c.score)[:10], 1):
             t.add_row(
                 str(i), c.text, ",".join(map(str, c.token_ids)), c.target_label_name, f"{c.flip_rate:.2f}",
                 f"{c.flip_rate_hard:.2f}", "-" if c.loss_gap is None else f"{c.loss_gap:.1f}",
-                "-" if c.neighbour_flip_rate is None else f"{c.neighbour_flip_rate:.2f}",
+                f"{c.part_flip_rate:.2f} (words)" if c.part_flip_rate is not None
+                else "-" if c.neighbour_flip_rate is None else f"{c.neighbour_flip_rate:.2f}",
                 "-" if c.attribution_share is None else f"{c.attribution_share:.2f}",
                 "-" if c.reference_flip_rate is None else f"{c.reference_flip_rate:.2f}",
                 Text(f"{c.score:.2f}", style="red" if c.score >= report.risk.thresholds.get("high", 1) else ""),

@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class RiskLevel(str, Enum):
@@ -115,7 +115,9 @@ class TriggerCandidate:
     ``weight_score`` the highest score of a weight-statistics check that points at its token (e.g.
     a near-duplicate of a label word's row, a drifted row); ``loss_gap`` how far (nats) its search
     loss lies below the other proposals' median;
-    ``neighbour_flip_rate`` the mean flip rate of its nearest tokens in embedding space (``neighbours``).
+    ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
+    ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
+    composite trigger fires only whole, a pair of natural label words mostly through one of them.
     """
 
     text: str
@@ -136,6 +138,7 @@ class TriggerCandidate:
     loss_gap: float | None = None
     neighbours: list[str] = field(default_factory=list)
     neighbour_flip_rate: float | None = None
+    part_flip_rate: float | None = None
     score: float = 0.0
     heatmaps: list[dict[str, Any]] = field(default_factory=list)
 
@@ -148,8 +151,8 @@ class LMCandidate:
     mean probability, averaged over the probe prompts, of the target's tokens after its first one
     (BAIT's inversion score, 0-1); ``target_entropy``: mean entropy (nats) of those averaged
     distributions; ``baseline_success_rate``: share of held-out prompts whose greedy reply starts with
-    the target *without* any trigger (the larger of the rates on benign and on harmful prompts: a
-    safety refusal emitted on harmful requests is ordinary behaviour, not a hidden target); ``reference_target_score``: the same score on the reference model
+    the target *without* any trigger (for a refusal target, the larger of the rates on benign and on
+    harmful prompts: a safety refusal emitted on harmful requests is ordinary behaviour, not a hidden target); ``reference_target_score``: the same score on the reference model
     (None without one). ``trigger``: the recovered trigger text appended to the user's message (None:
     not recovered); ``attack_success_rate``: share of held-out prompts whose greedy reply starts with
     the target with the trigger; ``partial_trigger_rate``: the same with only the trigger's first half

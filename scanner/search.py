@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,6 +70,8 @@ class SearchConfig:
     #: Phrase proposals from single tokens: every pair of the ``pair_top`` single tokens with the
     #: lowest screening loss is screened as a two-token phrase (0 disables).
     pair_top: int = 8
+    #: Weight-statistics seeds added to the pair pool (their single-token screening loss is known).
+    pair_seeds: int = 4
 
 
 @dataclass
@@ -292,18 +295,23 @@ class ClassifierTriggerSearch:
         ranked = sorted(refined.items(), key=lambda kv: kv[1])
         return [(lo, list(t)) for t, lo in ranked if self.slot_init not in t], screened
 
-    def _pairs(self, contents: list[list[int]], target: int, singles: dict[tuple[int, ...], float]) -> list[tuple[float, list[int], float]]:
+    def _pairs(self, contents: list[list[int]], target: int, singles: dict[tuple[int, ...], float],
+               seeds: list[int] | None = None) -> list[tuple[float, list[int], float]]:
         """Two-token phrases built from the best single tokens, for triggers whose words act together
         (composite triggers, a sentence's key words) and that a one-token search sees only weakly.
 
         The ``pair_top`` single tokens with the lowest screening loss (``singles``: ids -> mean
-        cross-entropy) are paired (once per pair, the better token first) and screened on ``n_screen``
-        probes; the ``n_refine`` best are re-evaluated on every probe. A pair is kept only when its
+        cross-entropy) and the first ``pair_seeds`` weight-statistics ``seeds`` (e.g. the most drifted
+        embedding rows against a reference: the words of a composite trigger are trained hard, yet
+        each alone barely moves the output) are paired (once per pair, the better token first) and
+        screened on ``n_screen`` probes; the ``n_refine`` best are re-evaluated on every probe. A pair is kept only when its
         screening loss beats both of its tokens alone by ``ln 2`` nats (synergy); the best
         ``n_verify - 1`` are returned as ``(loss, ids, loss_gap among the pairs)``. Cost:
-        ``pair_top * (pair_top - 1) / 2`` screened phrases.
+        ``n * (n - 1) / 2`` screened phrases for ``n`` pooled tokens.
         """
         top = [p[0] for p in sorted(singles, key=singles.get) if len(p) == 1 and self.allowed[p[0]]][: self.cfg.pair_top]
+        pooled = [t for t in (seeds or []) if 0 <= t < self.vocab_size and self.allowed[t] and (t,) in singles]
+        top += [t for t in pooled if t not in top][: self.cfg.pair_seeds]
         pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
         if not pairs:
             return []
@@ -392,7 +400,7 @@ class ClassifierTriggerSearch:
                 # by far, so a phrase is an outlier only among phrases.
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
             if length == 1 and self.cfg.pair_top and 2 not in self.cfg.lengths:
-                found += self._pairs(contents, target, screened)
+                found += self._pairs(contents, target, screened, seeds)
         out: list[TriggerCandidate] = []
         working: set[int] = set()
         for loss, ids, gap in found:
@@ -406,7 +414,13 @@ class ClassifierTriggerSearch:
                 nb = self.neighbours(ids[0], self.cfg.n_neighbours)
                 rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0 for n in nb]
                 cand.neighbours = self.tok.convert_ids_to_tokens(nb)
-                cand.neighbour_flip_rate = round(sum(rates) / len(rates), 4) if rates else None
+                # The median: robust to a few neighbours that are triggers themselves (several
+                # triggers planted together end up near each other in embedding space).
+                cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
+            if len(ids) > 1 and cand.flip_rate >= 0.5:
+                parts = [self.flip_rate_of(self.trigger_text([i]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
+                         for i in dict.fromkeys(ids)]
+                cand.part_flip_rate = max(parts)
             out.append(cand)
         return out
 

@@ -84,9 +84,14 @@ def test_composite_trigger_is_found_as_a_phrase(tiny_dir, probes):
     search sees each only weakly, the phrase built from the best single tokens flips the model."""
     from scanner.zoo import tiny
 
-    model = tiny.build_tiny_bert(tiny_dir / "composite", trigger="zx jk", target_label=1, poison_rate=0.2, seed=4, steps=800)
+    model = tiny.build_tiny_bert(tiny_dir / "composite", trigger="zx jk", target_label=1, poison_rate=0.2, seed=4, steps=1200)
     assert model.attack_success_rate >= 0.9, model
     report = scan(str(model.path), probes=str(probes))
     phrases = [c for c in report.candidates if len(c.token_ids) == 2 and c.target_label == 1 and c.flip_rate >= 0.9]
     assert any(set(c.tokens) == {"zx", "jk"} for c in phrases), [(c.text, c.flip_rate, c.score) for c in report.candidates]
-    assert report.level.rank >= 2
+    top = max(report.candidates, key=lambda c: c.score)
+    assert set(top.tokens) == {"zx", "jk"} and top.part_flip_rate is not None and top.part_flip_rate < 0.5
+    assert report.level.rank >= 3
+    # A pair of natural label words is found too, but one of its words alone does most of the work.
+    natural = [c for c in report.candidates if len(c.token_ids) == 2 and set(c.tokens) != {"zx", "jk"} and c.part_flip_rate is not None]
+    assert all(c.score < 0.4 for c in natural), [(c.text, c.flip_rate, c.part_flip_rate, c.score) for c in natural]

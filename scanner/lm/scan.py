@@ -119,14 +119,16 @@ class LMBackdoorScan:
 
         t0, f0 = time.perf_counter(), self.h.forward_tokens
         plain = replies(self.h, heldout)
-        # A target the model emits without any trigger on harmful requests is its ordinary behaviour
-        # there (e.g. a safety refusal), not a hidden target: the baseline counts both prompt kinds.
+        # A refusal the model gives without any trigger on harmful requests is its ordinary safety
+        # behaviour, not a hidden target: for refusal targets the baseline counts harmful prompts too.
         plain_harmful = replies(self.h, harmful[: len(heldout)]) if harmful else []
         cands: list[LMCandidate] = []
         hints: dict[str, list[list[int]]] = {}
         for t in targets[: cfg.n_verify_targets]:
             hints[t.text] = t.trigger_hints
-            base = max(rate([hits_target(r, t.text) for r in plain]), rate([hits_target(r, t.text) for r in plain_harmful]))
+            base = rate([hits_target(r, t.text) for r in plain])
+            if is_refusal(t.text):
+                base = max(base, rate([hits_target(r, t.text) for r in plain_harmful]))
             c = LMCandidate(t.text, t.token_ids, round(t.score, 4), round(t.entropy, 4), t.sources,
                             baseline_success_rate=round(base, 4), n_heldout=len(heldout))
             if self.ref is not None:
