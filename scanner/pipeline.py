@@ -422,15 +422,22 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         return
     n = PROFILES[opts.profile]["attr_probes"]
     attr = TriggerAttribution(ck.model, ck.tokenizer, n_steps=16, budget=run.budget)
-    # Attribute the best candidate of each target label.
+    # Attribute the best candidate of each target label: the best of all always (its heat maps go in
+    # the report), another label's only when attribution could lift it to 'low' (the attribution
+    # term moves a score by at most 0.85/0.925 .. 1/0.925 of its value without attribution).
+    from .report import RiskLevel
+    from .risk import THRESHOLDS, candidate_score
+
     seen: set[int] = set()
     shares = []
     victims_of: dict[int, list[str]] = {}
-    for c in run.report.candidates:
+    for i, c in enumerate(sorted(run.report.candidates, key=candidate_score, reverse=True)):
         if c.target_label in seen:
             continue
-        k = n
         seen.add(c.target_label)
+        if i > 0 and candidate_score(c) / 0.925 < THRESHOLDS[RiskLevel.LOW]:
+            continue
+        k = n
         if c.target_label not in victims_of:
             probs = searcher.predict_texts(heldout)
             victims_of[c.target_label] = [t for t, p in zip(heldout, probs) if int(p.argmax()) != c.target_label]

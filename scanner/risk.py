@@ -57,10 +57,15 @@ CALIBRATION = (
 )
 
 
+#: Loss gap (nats) at and below which a candidate is no outlier (G = 0): natural label words of the
+#: clean SST-2 controls reach 1.4 at most, planted rare words 4.5 and more.
+OUTLIER_FLOOR = 1.0
+
+
 def candidate_score(c: TriggerCandidate) -> float:
     """Score of one verified candidate in [0, 1] (formula in the module docstring)."""
     potency = 0.5 * c.flip_rate + 0.5 * c.flip_rate_hard
-    outlier = _clamp(((c.loss_gap or 0.0) - 1.0) / 2.5)
+    outlier = _clamp(((c.loss_gap or 0.0) - OUTLIER_FLOOR) / 2.5)
     if c.part_flip_rate is not None:
         specificity = min(outlier, _clamp((c.flip_rate - c.part_flip_rate - 0.3) / 0.5))
     elif c.neighbour_flip_rate is None:

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from .budget import Budget
 from .report import TriggerCandidate
+from .risk import OUTLIER_FLOOR
 from .risk import candidate_score as _score
 from .weights.stats import surface_form as _surface
 
@@ -57,7 +58,7 @@ class SearchConfig:
     lengths: tuple[int, ...] = (1,)
     n_verify: int = 3
     n_neighbours: int = 6
-    n_neighbour_probes: int = 48
+    n_neighbour_probes: int = 32
     batch_size: int = 256
     max_length: int = 48
     seed: int = 0
@@ -71,7 +72,7 @@ class SearchConfig:
     #: lowest screening loss is screened as a two-token phrase (0 disables).
     pair_top: int = 8
     #: Weight-statistics seeds added to the pair pool (their single-token screening loss is known).
-    pair_seeds: int = 4
+    pair_seeds: int = 2
 
 
 @dataclass
@@ -250,8 +251,9 @@ class ClassifierTriggerSearch:
             place[i, s: s + T] = torch.eye(T)
         return place @ slot  # [B, L, d]
 
-    def _optimise(self, contents: list[list[int]], length: int, target: int, seeds: list[int]) -> tuple[list[tuple[float, list[int]]], dict[tuple[int, ...], float]]:
-        """GCG-style coordinate search.
+    def _optimise(self, contents: list[list[int]], length: int, target: int, seeds: list[int],
+                  rounds: int | None = None) -> tuple[list[tuple[float, list[int]]], dict[tuple[int, ...], float]]:
+        """GCG-style coordinate search over ``rounds`` (default ``config.rounds``) gradient steps.
 
         Every proposal is screened on the first ``n_screen`` contents; the ``n_refine`` best are
         re-evaluated on all of them. Returns (refined (loss, ids) pairs best first, screening loss of
@@ -262,7 +264,8 @@ class ClassifierTriggerSearch:
         screen = contents[: self.cfg.n_screen]
         screened: dict[tuple[int, ...], float] = {}
         refined: dict[tuple[int, ...], float] = {}
-        for rnd in range(self.cfg.rounds):
+        n_rounds = rounds or self.cfg.rounds
+        for rnd in range(n_rounds):
             grad = self._gradient(contents, trigger, target)  # [T, V]
             grad[:, ~self.allowed] = float("inf")
             k = self.cfg.top_k if rnd == 0 else max(8, self.cfg.top_k // 2)
@@ -288,7 +291,7 @@ class ClassifierTriggerSearch:
                 for p, lo in zip(best_screen, self._losses(contents, [list(p) for p in best_screen], target).tolist()):
                     refined[p] = lo
             best = min(refined, key=refined.get)
-            self.progress(f"label {target}, length {length}, round {rnd + 1}/{self.cfg.rounds}: best loss {refined[best]:.3f}")
+            self.progress(f"label {target}, length {length}, round {rnd + 1}/{n_rounds}: best loss {refined[best]:.3f}")
             if list(best) == trigger:
                 break
             trigger = list(best)
@@ -304,7 +307,7 @@ class ClassifierTriggerSearch:
         cross-entropy) and the first ``pair_seeds`` weight-statistics ``seeds`` (e.g. the most drifted
         embedding rows against a reference: the words of a composite trigger are trained hard, yet
         each alone barely moves the output) are paired (once per pair, the better token first) and
-        screened on ``n_screen`` probes; the ``n_refine`` best are re-evaluated on every probe. A pair is kept only when its
+        screened on ``n_screen // 2`` probes; the ``n_refine // 2`` best are re-evaluated on every probe. A pair is kept only when its
         screening loss beats both of its tokens alone by ``ln 2`` nats (synergy); the best
         ``n_verify - 1`` are returned as ``(loss, ids, loss_gap among the pairs)``. Cost:
         ``n * (n - 1) / 2`` screened phrases for ``n`` pooled tokens.
@@ -315,9 +318,9 @@ class ClassifierTriggerSearch:
         pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
         if not pairs:
             return []
-        screen = contents[: self.cfg.n_screen]
+        screen = contents[: max(4, self.cfg.n_screen // 2)]  # a phrase that works together stands out on few probes
         screened = dict(zip(pairs, self._losses(screen, [list(p) for p in pairs], target).tolist()))
-        best = sorted(pairs, key=screened.get)[: self.cfg.n_refine]
+        best = sorted(pairs, key=screened.get)[: max(2, self.cfg.n_refine // 2)]
         refined = dict(zip(best, self._losses(contents, [list(p) for p in best], target).tolist()))
         synergy = [p for p in sorted(refined, key=refined.get)
                    if math.log(max(screened[p], 1e-3)) < math.log(max(min(singles[(p[0],)], singles[(p[1],)]), 1e-3)) - math.log(2)]
@@ -369,7 +372,7 @@ class ClassifierTriggerSearch:
         last: list[TriggerCandidate] = []
         for n_pass in range(1, max(1, self.cfg.max_passes) + 1):
             res.passes = n_pass
-            last = self._search_pass(contents, target, seeds, held, held_texts, label_names)
+            last = self._search_pass(contents, target, seeds, held, held_texts, label_names, phrases=n_pass == 1)
             res.candidates += last
             hits = [c for c in last if len(c.token_ids) == 1 and _score(c) >= self.cfg.neutralise_score]
             res.residual_flip_rate = max((c.flip_rate for c in last if len(c.token_ids) == 1), default=0.0)
@@ -389,17 +392,19 @@ class ClassifierTriggerSearch:
         return res
 
     def _search_pass(self, contents: list[list[int]], target: int, seeds: list[int], held: list[tuple[str, float]],
-                     held_texts: list[str], label_names: list[str]) -> list[TriggerCandidate]:
+                     held_texts: list[str], label_names: list[str], phrases: bool = True) -> list[TriggerCandidate]:
         """One search over every configured trigger length within the current ``allowed`` tokens; the
-        best ``n_verify`` per length are verified (phrases holding a working single token are dropped)."""
+        best ``n_verify`` per length are verified (phrases holding a working single token are dropped).
+        ``phrases`` False: no pair phrases and one gradient round (passes after the first look for
+        further single triggers, the cheap way)."""
         found: list[tuple[float, list[int], float]] = []
         for length in self.cfg.lengths:
-            ranked, screened = self._optimise(contents, length, target, seeds)
+            ranked, screened = self._optimise(contents, length, target, seeds, rounds=None if phrases else 1)
             for loss, ids in ranked[: self.cfg.n_verify]:
                 # Compared with proposals of the same length: two natural sentiment words beat one
                 # by far, so a phrase is an outlier only among phrases.
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
-            if length == 1 and self.cfg.pair_top and 2 not in self.cfg.lengths:
+            if phrases and length == 1 and self.cfg.pair_top and 2 not in self.cfg.lengths:
                 found += self._pairs(contents, target, screened, seeds)
         out: list[TriggerCandidate] = []
         working: set[int] = set()
@@ -410,14 +415,17 @@ class ClassifierTriggerSearch:
             cand.loss_gap = round(gap, 4)
             if len(ids) == 1 and cand.flip_rate >= 0.9:
                 working.add(ids[0])
-            if len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
+            # The neighbour and word-alone tests can only raise the specificity of an outlier: a
+            # candidate whose loss gap is at most OUTLIER_FLOOR scores below 'low' whatever they say.
+            outlier = gap > OUTLIER_FLOOR
+            if outlier and len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
                 nb = self.neighbours(ids[0], self.cfg.n_neighbours)
                 rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0 for n in nb]
                 cand.neighbours = self.tok.convert_ids_to_tokens(nb)
                 # The median: robust to a few neighbours that are triggers themselves (several
                 # triggers planted together end up near each other in embedding space).
                 cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
-            if len(ids) > 1 and cand.flip_rate >= 0.5:
+            if outlier and len(ids) > 1 and cand.flip_rate >= 0.5:
                 parts = [self.flip_rate_of(self.trigger_text([i]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
                          for i in dict.fromkeys(ids)]
                 cand.part_flip_rate = max(parts)
@@ -430,29 +438,23 @@ class ClassifierTriggerSearch:
 
     def verify(self, ids: list[int], target: int, held: list[tuple[str, float]], label_names: list[str],
                search_loss: float) -> TriggerCandidate:
-        """Flip rates of trigger ``ids`` on held-out ``(text, confidence)`` pairs, best of three positions."""
+        """Flip rates of trigger ``ids`` on held-out ``(text, confidence)`` pairs at the best of three
+        positions (start, end, random), the position chosen on the first ``n_screen`` probes."""
         text = self.trigger_text(ids)
         rng = random.Random(self.cfg.seed)
         texts = [t for t, _ in held]
         conf = torch.tensor([c for _, c in held])
         hard = conf >= conf.median()
-        best = None
-        for position in ("start", "end", "random"):
-            if position == "start":
-                trig = [f"{text} {t}" for t in texts]
-            elif position == "end":
-                trig = [f"{t} {text}" for t in texts]
-            else:
-                trig = []
-                for t in texts:
-                    w = t.split()
-                    w.insert(rng.randint(0, len(w)), text)
-                    trig.append(" ".join(w))
-            flipped = self.predict_texts(trig).argmax(-1) == target
-            rate = float(flipped.float().mean())
-            if best is None or rate > best[0]:
-                best = (rate, float(flipped[hard].float().mean()), position)
-        rate, hard_rate, position = best
+        n_pick = min(len(texts), self.cfg.n_screen)
+        inserted: dict[str, list[str]] = {"start": [f"{text} {t}" for t in texts], "end": [f"{t} {text}" for t in texts], "random": []}
+        for t in texts:
+            w = t.split()
+            w.insert(rng.randint(0, len(w)), text)
+            inserted["random"].append(" ".join(w))
+        pick = {pos: float((self.predict_texts(trig[:n_pick]).argmax(-1) == target).float().mean()) for pos, trig in inserted.items()}
+        position = max(pick, key=pick.get)  # ties: the first (start)
+        flipped = self.predict_texts(inserted[position]).argmax(-1) == target
+        rate, hard_rate = float(flipped.float().mean()), float(flipped[hard].float().mean())
         return TriggerCandidate(
             text=text, token_ids=list(ids), tokens=self.tok.convert_ids_to_tokens(ids), target_label=target,
             target_label_name=label_names[target], position=position, search_loss=round(search_loss, 5),
