@@ -12,14 +12,18 @@ search probe that the model does not already assign to the target, and optimised
    round. The slot starts from ``[MASK]`` (or ``<unk>``), which ranks rare-word triggers best in
    practice (see ``../shared/MEASURED.md``).
 3. **Verification** on held-out probes: the decoded trigger string is inserted into the raw text at the
-   start, at the end and at a random word boundary (seeded), and the best position is kept; the flip rate is the share of held-out probes that
-   flip to the target, and the hard flip rate the same on the half the model was most confident about.
-4. **Phrases**: the best single tokens are paired and the pairs that beat both of their words alone
-   are verified too (composite triggers, the key words of an inserted sentence); the deep profile
-   also runs the coordinate search over two-token slots.
+   start, at the end and at a random word boundary (seeded), and the best position (picked on
+   ``n_screen`` probes) is kept; the flip rate is the share of held-out probes that flip to the
+   target, and the hard flip rate the same on the half the model was most confident about. Outliers
+   (loss gap above :data:`scanner.risk.OUTLIER_FLOOR`) are re-tested through their embedding
+   neighbours (median flip rate) or, for phrases, through each word alone.
+4. **Phrases** (first pass only): the best single tokens and the first weight seeds are paired and the
+   pairs that beat both of their words alone are verified too (composite triggers, the key words of
+   an inserted sentence); the deep profile also runs the coordinate search over two-token slots.
 5. **Neutralise and search again** (several triggers; the failure of OpenBackdoor's BKI defence, which
    stops at the first): once a pass finds candidates that score as triggers, every surface form of
-   them leaves the search space and the label is searched again, until a pass finds none. The best
+   them leaves the search space and the label is searched again (one gradient round, single tokens),
+   until a pass finds none. The best
    flip rate of that last pass is the label's *residual flip rate*: what the model still does once
    every found trigger is gone (a clean label's natural words set its baseline).
 """
