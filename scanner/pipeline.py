@@ -423,8 +423,9 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     n = PROFILES[opts.profile]["attr_probes"]
     attr = TriggerAttribution(ck.model, ck.tokenizer, n_steps=16, budget=run.budget)
     # Attribute the best candidate of each target label: the best of all always (its heat maps go in
-    # the report), another label's only when attribution could lift it to 'low' (the attribution
-    # term moves a score by at most 0.85/0.925 .. 1/0.925 of its value without attribution).
+    # the report), another label's only when full attribution could lift it to 'low'.
+    from dataclasses import replace
+
     from .report import RiskLevel
     from .risk import THRESHOLDS, candidate_score
 
@@ -435,7 +436,7 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         if c.target_label in seen:
             continue
         seen.add(c.target_label)
-        if i > 0 and candidate_score(c) / 0.925 < THRESHOLDS[RiskLevel.LOW]:
+        if i > 0 and candidate_score(replace(c, attribution_share=1.0)) < THRESHOLDS[RiskLevel.LOW]:
             continue
         k = n
         if c.target_label not in victims_of:

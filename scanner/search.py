@@ -424,17 +424,20 @@ class ClassifierTriggerSearch:
             outlier = gap > OUTLIER_FLOOR
             if outlier and len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
                 nb = self.neighbours(ids[0], self.cfg.n_neighbours)
-                rates = [self.flip_rate_of(self.trigger_text([n]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0 for n in nb]
+                rates = [self._alone_rate(n, target, held_texts) for n in nb]
                 cand.neighbours = self.tok.convert_ids_to_tokens(nb)
                 # The median: robust to a few neighbours that are triggers themselves (several
                 # triggers planted together end up near each other in embedding space).
                 cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
             if outlier and len(ids) > 1 and cand.flip_rate >= 0.5:
-                parts = [self.flip_rate_of(self.trigger_text([i]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
-                         for i in dict.fromkeys(ids)]
-                cand.part_flip_rate = max(parts)
+                cand.part_flip_rate = max(self._alone_rate(i, target, held_texts) for i in dict.fromkeys(ids))
             out.append(cand)
         return out
+
+    def _alone_rate(self, token_id: int, target: int, held_texts: list[str]) -> float:
+        """Flip rate of one token inserted alone on ``n_neighbour_probes`` held-out texts (0 when too
+        few texts are left to measure it)."""
+        return self.flip_rate_of(self.trigger_text([token_id]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
 
     def trigger_text(self, ids: list[int]) -> str:
         """The trigger as a string to insert into raw text."""
