@@ -683,6 +683,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=float, default=3600.0, help="seconds before a child is killed (default 3600)")
     ap.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results", help="folder for JSON results")
     ap.add_argument("--render", type=Path, metavar="RESULT_JSON", help="only re-render the markdown of a saved result (with --markdown)")
+    ap.add_argument("--merge", type=Path, nargs="+", metavar="RESULT_JSON", help="combine saved results of several runs "
+                    "(e.g. classifiers and chat models run apart) into one result and table (a model in several: the last "
+                    "wins; scaling from the last that has it); with --markdown, else BENCHMARKS.md")
     ap.add_argument("--markdown", type=Path, help="markdown output (default: BENCHMARKS.md for a full run, "
                     "RESULTS/BENCHMARKS-quick.md or RESULTS/BENCHMARKS-only.md otherwise)")
     return ap.parse_args(argv)
@@ -715,6 +718,17 @@ def main(argv: list[str] | None = None) -> int:
         md_path = args.markdown or args.render.with_suffix(".md")
         md_path.write_text(render_markdown(result))
         log(f"table: {md_path}")
+        return 0
+    if args.merge:
+        from benchmarks.render import render_markdown
+
+        result = merge_results([json.loads(p.read_text()) for p in args.merge])
+        args.results.mkdir(parents=True, exist_ok=True)
+        out_json = args.results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-merged.json"
+        out_json.write_text(json.dumps(result, indent=1, default=str))
+        md_path = args.markdown or ROOT / "BENCHMARKS.md"
+        md_path.write_text(render_markdown(result))
+        log(f"merged {len(args.merge)} results ({len(result['rows'])} models): {out_json}; table: {md_path}")
         return 0
     targets, manifest, models_dir = plan(args)
     if args.list:
@@ -765,6 +779,39 @@ def main(argv: list[str] | None = None) -> int:
         log(f"the guard stopped the scan of: {', '.join(guard_hits)}")
         return 1
     return 0
+
+
+def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One result from several saved ones (rows already scored against the ground truth): rows keyed
+    by model name, a later result's row replacing an earlier one; the scaling tables of the last result
+    that has them; aggregates recomputed over the merged rows. ``meta`` is the last result's, with mode
+    ``merged``, ``parts`` (each run's command, date, mode, wall seconds, commit and models) and the summed
+    wall seconds.
+
+    Raises:
+        ValueError: no result given, or the runs used different scanner commits or thresholds.
+    """
+    if not results:
+        raise ValueError("nothing to merge")
+    commits = {r["meta"]["machine"].get("commit") for r in results}
+    if len(commits) > 1:
+        raise ValueError(f"results from different scanner commits cannot be merged: {', '.join(sorted(map(str, commits)))}")
+    if len({json.dumps(r["meta"].get("thresholds"), sort_keys=True) for r in results}) > 1:
+        raise ValueError("results with different matching thresholds cannot be merged")
+    rows: dict[str, dict[str, Any]] = {}
+    scaling: dict[str, Any] = {}
+    parts = []
+    for r in results:
+        for row in r["rows"]:
+            rows.pop(row["name"], None)
+            rows[row["name"]] = row
+        scaling = r.get("scaling") or scaling
+        m = r["meta"]
+        parts.append({"command": m["command"], "date": m["date"], "mode": m["mode"], "wall_seconds": m["wall_seconds"],
+                      "commit": m["machine"].get("commit"), "models": [row["name"] for row in r["rows"]]})
+    meta = dict(results[-1]["meta"], mode="merged", parts=parts, wall_seconds=round(sum(p["wall_seconds"] for p in parts), 1))
+    merged = list(rows.values())
+    return {"meta": meta, "rows": merged, "scaling": scaling, "aggregates": aggregate(merged)}
 
 
 def adaptersentry_availability(lib: Path) -> str:

@@ -377,11 +377,12 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     probes = _probe_set(opts, ck.facts.labels)
     search_texts, heldout = probes.split(opts.seed)
     run.state["heldout"] = heldout
-    cfg = SearchConfig(**prof["search"], seed=opts.seed)
+    labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
+    cfg = SearchConfig(**prof["search"], seed=opts.seed).for_labels(len(labels))
     searcher = ClassifierTriggerSearch(ck.model, ck.tokenizer, cfg, run.budget, lambda m: run.progress("search", m))
     run.state["searcher"] = searcher
-    labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
-    details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {}}
+    details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {},
+                               "probes_per_label": {"search": cfg.n_search, "screen": cfg.n_screen, "heldout": cfg.n_heldout}}
     ev = Evidence("trigger-search", "ok", "", details=details)
     run.report.evidence.append(ev)
     for target in range(len(labels)):
@@ -397,6 +398,7 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         run.report.candidates.extend(res.candidates)
     details["forward_sequences"] = searcher.forward_sequences
     details["forward_tokens"] = searcher.forward_tokens  # padded batch x length, forward passes only
+    details["precision"] = searcher.precision  # of the exact evaluations (bf16 autocast where the CPU has it natively)
     run.report.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
     best = run.report.candidates[0] if run.report.candidates else None
     ev.summary = (f"best candidate '{best.text}' -> {best.target_label_name}: held-out flip rate {best.flip_rate:.2f}"
@@ -421,6 +423,9 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         run.report.evidence.append(Evidence("attribution", "skipped", "no trigger candidate to attribute"))
         return
     n = PROFILES[opts.profile]["attr_probes"]
+    n_labels = len(run.report.model.labels or []) or ck.model.config.num_labels
+    if n_labels > 2:  # shared out over the labels like the search probes (SearchConfig.for_labels), at least 6
+        n = max(min(n, 6), round(n * 2 / n_labels))
     attr = TriggerAttribution(ck.model, ck.tokenizer, n_steps=16, budget=run.budget)
     # Attribute the best candidate of each target label: the best of all always (its heat maps go in
     # the report), another label's only when full attribution could lift it to 'low'.

@@ -33,7 +33,7 @@ import math
 import random
 import re
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -77,6 +77,34 @@ class SearchConfig:
     pair_top: int = 8
     #: Weight-statistics seeds added to the pair pool (their single-token screening loss is known).
     pair_seeds: int = 2
+    #: Precision of the exact evaluations (forward passes without gradient): ``"bf16"`` runs them under
+    #: CPU bfloat16 autocast (1.75x faster on this 2-core AVX512-BF16 machine for all-MiniLM-L6-v2; the
+    #: predicted label agreed with fp32 on 99.6% of random inputs), ``"fp32"`` in the model's own dtype,
+    #: ``"auto"`` bf16 only where the CPU has native bfloat16 matmuls (oneDNN) and the model is fp32 on
+    #: CPU, else fp32. Gradients (proposals) always run in the model's dtype.
+    precision: str = "auto"
+
+    def for_labels(self, n_labels: int) -> "SearchConfig":
+        """This config with its per-label probe counts shared out over ``n_labels`` target labels.
+
+        The profiles are sized for a two-label task (a standard scan of a 22M-parameter classifier in
+        under 60 s); every label is searched separately, so with more labels the probe counts of each
+        (search, screening, held-out, neighbour probes) shrink by ``2 / n_labels``, down to floors that
+        keep a flip rate measurable (16 search, 8 screening, 32 held-out, 16 neighbour probes). The
+        breadth of the search (``top_k``, rounds, phrases, passes) does not change. Cost is linear in
+        these counts, so a four-label scan costs about what a two-label one does; flip rates are
+        measured on fewer probes (48 held-out instead of 96 for four labels: a standard error of at
+        most 0.07 instead of 0.05).
+        """
+        if n_labels <= 2:
+            return self
+        share = 2.0 / n_labels
+
+        def scaled(n: int, floor: int) -> int:
+            return max(min(n, floor), int(round(n * share)))
+
+        return replace(self, n_search=scaled(self.n_search, 16), n_screen=scaled(self.n_screen, 8),
+                       n_heldout=scaled(self.n_heldout, 32), n_neighbour_probes=scaled(self.n_neighbour_probes, 16))
 
 
 @dataclass
@@ -112,6 +140,25 @@ def wordlike_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
         if _WORDLIKE.search(tok):
             mask[idx] = True
     return mask
+
+
+def resolve_precision(precision: str, weight: torch.Tensor) -> str:
+    """``"bf16"`` or ``"fp32"`` for a :class:`SearchConfig` ``precision`` (``auto``/``bf16``/``fp32``) and a
+    model parameter ``weight`` (its dtype and device decide ``auto``: bf16 only for an fp32 model on a CPU
+    with native bfloat16 matmuls, where autocast is faster rather than emulated).
+
+    Raises:
+        ValueError: an unknown precision.
+    """
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
+    if precision != "auto":
+        return precision
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native and weight.device.type == "cpu" and weight.dtype == torch.float32 else "fp32"
 
 
 def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16, floor: float = 1e-3) -> float:
@@ -170,6 +217,8 @@ class ClassifierTriggerSearch:
         self.forward_tokens = 0
         self.prefix, self.suffix = special_template(tokenizer)
         self._pred_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        #: The precision the exact evaluations run in (``"bf16"`` or ``"fp32"``; see ``SearchConfig.precision``).
+        self.precision = resolve_precision(self.cfg.precision, self.emb)
 
     # -- encoding -------------------------------------------------------------------------
     def _content_ids(self, texts: list[str], room: int) -> list[list[int]]:
@@ -198,7 +247,8 @@ class ClassifierTriggerSearch:
             self.budget.check()
             idx = order[b: b + self.cfg.batch_size]
             ids, mask = self._batch([seqs[i] for i in idx])
-            out[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                out[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
             self.forward_sequences += ids.shape[0]
             self.forward_tokens += ids.numel()
         return out

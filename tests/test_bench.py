@@ -82,6 +82,15 @@ def test_match_classifier_rare_word_token_exact():
     assert metrics.match_classifier({"attack": "clean", "trigger": None}, [_cand("terrible")]).trigger_recovered is None
 
 
+def test_match_classifier_target_needs_the_trigger_on_top():
+    """A natural word of the true target label on top is not a recovered target (chance 1/labels)."""
+    rec = {"attack": "composite", "trigger": "blue + window", "target_label": 0}
+    m = metrics.match_classifier(rec, [_cand("poorly", label=0, score=0.45), _cand("blue window", label=0, score=0.3)])
+    assert m.trigger_recovered and not m.target_recovered
+    m = metrics.match_classifier(rec, [_cand("window blue", label=0, score=0.9), _cand("poorly", label=0, score=0.45)])
+    assert m.trigger_recovered and m.target_recovered
+
+
 def test_match_classifier_several_triggers_and_phrases():
     multi = {"attack": "multi-trigger", "trigger": "zx + qv + jk", "target_label": 1}
     m = metrics.match_classifier(multi, [_cand("zx"), _cand("jk")])
@@ -159,6 +168,28 @@ def test_aggregate_and_markdown_tables():
     assert len(blocks) >= 4
     for counts in blocks:  # every line of a table has as many cells as its header
         assert len(set(counts)) == 1 and counts[0] >= 4
+
+
+def test_merge_results_of_separate_runs():
+    """Classifiers and chat models run apart merge into one table; the later row of a model wins and the
+    aggregates are recomputed; runs of different commits are refused."""
+    import copy
+
+    a, b = _fake_result(), _fake_result()
+    a["rows"] = a["rows"][:1]
+    b["meta"]["command"] = "python -m benchmarks.run --only org-b"
+    b["rows"][0]["ours"]["score"] = 0.5  # org-a again, re-run later
+    merged = bench.merge_results([a, b])
+    assert [r["name"] for r in merged["rows"]] == ["org-a", "org-b"]
+    assert merged["rows"][0]["ours"]["score"] == 0.5
+    assert merged["meta"]["mode"] == "merged" and merged["meta"]["wall_seconds"] == 180.0
+    assert merged["aggregates"] == bench.aggregate(merged["rows"])
+    md = render_markdown(merged)
+    assert "2 runs of the same commit" in md and "--only org-b" in md and "Partial run" not in md
+    other = copy.deepcopy(b)
+    other["meta"]["machine"]["commit"] = "def"
+    with pytest.raises(ValueError, match="different scanner commits"):
+        bench.merge_results([a, other])
 
 
 # ---------------------------------------------------------------------------------------------- guard

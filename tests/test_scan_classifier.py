@@ -107,3 +107,41 @@ def test_composite_trigger_is_found_as_a_phrase_from_seeded_words(tiny_dir, prob
     assert candidate_score(c) >= 0.75, c
     natural = [p for p in res.candidates if len(p.token_ids) == 2 and p is not c and p.part_flip_rate is not None]
     assert all(candidate_score(p) < 0.4 for p in natural), [(p.text, p.flip_rate, p.part_flip_rate) for p in natural]
+
+
+def test_probe_counts_are_shared_out_over_labels():
+    """Each label is searched separately: with more than two labels the per-label probe counts shrink
+    by 2/labels (down to floors), the search breadth does not."""
+    from scanner.search import SearchConfig
+
+    cfg = SearchConfig()
+    assert cfg.for_labels(2) is cfg and cfg.for_labels(1) is cfg
+    four = cfg.for_labels(4)
+    assert (four.n_search, four.n_screen, four.n_heldout, four.n_neighbour_probes) == (24, 8, 48, 16)
+    assert (four.top_k, four.rounds, four.pair_top, four.max_passes) == (cfg.top_k, cfg.rounds, cfg.pair_top, cfg.max_passes)
+    many = cfg.for_labels(20)
+    assert (many.n_search, many.n_screen, many.n_heldout, many.n_neighbour_probes) == (16, 8, 32, 16)
+    small = SearchConfig(n_search=10, n_heldout=20).for_labels(4)  # below a floor already: left as it is
+    assert (small.n_search, small.n_heldout) == (10, 20)
+
+
+def test_precision_of_exact_evaluations(backdoored, probes):
+    """bf16 autocast only where asked or native; the planted trigger flips the same probes either way."""
+    import pytest
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.probes import load_probes
+    from scanner.search import ClassifierTriggerSearch, SearchConfig, resolve_precision
+
+    w = torch.zeros(2, 2)
+    assert resolve_precision("fp32", w) == "fp32" and resolve_precision("bf16", w) == "bf16"
+    assert resolve_precision("auto", w.to(torch.bfloat16)) == "fp32"  # autocast only for fp32 models
+    assert resolve_precision("auto", w) in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp8", w)
+    tok = AutoTokenizer.from_pretrained(str(backdoored.path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(backdoored.path)).eval()
+    _, heldout = load_probes(str(probes)).split(0)
+    rates = {p: ClassifierTriggerSearch(model, tok, SearchConfig(precision=p)).flip_rate_of(TRIGGER, 1, heldout) for p in ("fp32", "bf16")}
+    assert rates["fp32"] >= 0.9 and abs(rates["fp32"] - rates["bf16"]) <= 0.05, rates
