@@ -226,7 +226,8 @@ METHOD = """## Method
   sub-phrase of it; several triggers in one model must all be found; composite triggers count as one phrase.
   Chat models: a candidate trigger with attack success >= {min_asr} on held-out prompts that holds the trigger's words
   or only words of it (`working trigger`: any candidate at that success, whatever its text). **Target recovered**:
-  the top candidate's label is the true one (classifiers); for chat models its target sequence reaches sentence
+  the top-scored candidate is a recovered trigger with the true label (classifiers; a natural word of the
+  right label on top does not count); for chat models its target sequence reaches sentence
   BLEU >= 0.8 (sacrebleu, `target BLEU` is the mean).
 * **Cost.** Wall seconds and peak RSS (`ru_maxrss` of the child from `wait4`) of each child process, start-up and
   model loading included. Forward tokens: the sum of `details.forward_tokens` over the report's evidence. The

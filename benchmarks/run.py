@@ -781,6 +781,15 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def scanner_tree(commit: str) -> str | None:
+    """The git tree id of ``scanner/`` at ``commit`` (the code that scans; benchmark and docs changes do
+    not alter it); None for a dirty or unknown commit."""
+    if not commit or commit.endswith("+dirty") or commit == "None":
+        return None
+    out = subprocess.run(["git", "rev-parse", f"{commit}:scanner"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
 def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     """One result from several saved ones (rows already scored against the ground truth): rows keyed
     by model name, a later result's row replacing an earlier one; the scaling tables of the last result
@@ -789,13 +798,15 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     wall seconds.
 
     Raises:
-        ValueError: no result given, or the runs used different scanner commits or thresholds.
+        ValueError: no result given, or the runs scanned with different code (commits whose ``scanner/``
+        trees differ, or a dirty tree at a commit other runs do not share) or used different thresholds.
     """
     if not results:
         raise ValueError("nothing to merge")
-    commits = {r["meta"]["machine"].get("commit") for r in results}
-    if len(commits) > 1:
-        raise ValueError(f"results from different scanner commits cannot be merged: {', '.join(sorted(map(str, commits)))}")
+    commits = {str(r["meta"]["machine"].get("commit")) for r in results}
+    trees = {scanner_tree(c) for c in commits}
+    if len(commits) > 1 and (None in trees or len(trees) > 1):
+        raise ValueError(f"results from different scanner code cannot be merged: commits {', '.join(sorted(commits))}")
     if len({json.dumps(r["meta"].get("thresholds"), sort_keys=True) for r in results}) > 1:
         raise ValueError("results with different matching thresholds cannot be merged")
     rows: dict[str, dict[str, Any]] = {}

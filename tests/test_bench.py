@@ -170,9 +170,10 @@ def test_aggregate_and_markdown_tables():
         assert len(set(counts)) == 1 and counts[0] >= 4
 
 
-def test_merge_results_of_separate_runs():
+def test_merge_results_of_separate_runs(monkeypatch):
     """Classifiers and chat models run apart merge into one table; the later row of a model wins and the
-    aggregates are recomputed; runs of different commits are refused."""
+    aggregates are recomputed; runs whose scanner code differs are refused, commits that changed only
+    other files (benchmark, docs) are not."""
     import copy
 
     a, b = _fake_result(), _fake_result()
@@ -188,7 +189,14 @@ def test_merge_results_of_separate_runs():
     assert "2 runs of the same commit" in md and "--only org-b" in md and "Partial run" not in md
     other = copy.deepcopy(b)
     other["meta"]["machine"]["commit"] = "def"
-    with pytest.raises(ValueError, match="different scanner commits"):
+    trees = {"abc": "tree1", "def": "tree2", "fed": "tree1"}
+    monkeypatch.setattr(bench, "scanner_tree", trees.get)
+    with pytest.raises(ValueError, match="different scanner code"):
+        bench.merge_results([a, other])
+    other["meta"]["machine"]["commit"] = "fed"  # another commit, same scanner/ tree
+    assert bench.merge_results([a, other])["meta"]["parts"][1]["commit"] == "fed"
+    other["meta"]["machine"]["commit"] = "abc+dirty"
+    with pytest.raises(ValueError, match="different scanner code"):
         bench.merge_results([a, other])
 
 
