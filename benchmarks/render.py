@@ -100,11 +100,14 @@ def render_markdown(result: dict[str, Any]) -> str:
     out: list[str] = []
     out.append("# Benchmarks\n")
     if meta["mode"] == "merged":
-        out.append(f"Merged by `python -m benchmarks.run --merge ...` from {len(meta['parts'])} runs of the same commit, "
+        out.append(f"Merged by `python -m benchmarks.run --merge ...` from {len(meta['parts'])} runs, "
                    f"{meta['wall_seconds'] / 60:.1f} min in all:\n")
         for p in meta["parts"]:
-            out.append(f"* `{p['command']}` ({p['mode']}, {p['date']}, {p['wall_seconds'] / 60:.1f} min): "
+            out.append(f"* `{p['command']}` ({p['mode']}, {p['date']}, {p['wall_seconds'] / 60:.1f} min, commit {p['commit']}): "
                        f"{len(p['models'])} models")
+        if meta.get("forced"):
+            out.append(f"\n**Merged with `--force`**: that these runs scanned with the same `scanner/` code could not be shown "
+                       f"from their records (commits {', '.join(meta['forced'])}).")
         out.append("")
     elif meta["mode"] != "full":
         out.append(f"> **Partial run** ({meta['mode']}: only the models listed below). `make bench` regenerates this file "

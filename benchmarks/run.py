@@ -659,11 +659,13 @@ def machine() -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip() or None
         dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
+        scanner_dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "scanner"], cwd=ROOT,
+                                            capture_output=True, text=True).stdout.strip())
     except OSError:
-        commit, dirty = None, False
+        commit, dirty, scanner_dirty = None, False, None
     return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "os": platform.platform(), "python": platform.python_version(),
             "torch": version("torch"), "transformers": version("transformers"), "scanner": version("scanner"),
-            "commit": (commit + ("+dirty" if dirty else "")) if commit else None}
+            "commit": (commit + ("+dirty" if dirty else "")) if commit else None, "scanner_dirty": scanner_dirty if commit else None}
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -686,6 +688,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--merge", type=Path, nargs="+", metavar="RESULT_JSON", help="combine saved results of several runs "
                     "(e.g. classifiers and chat models run apart) into one result and table (a model in several: the last "
                     "wins; scaling from the last that has it); with --markdown, else BENCHMARKS.md")
+    ap.add_argument("--force", action="store_true", help="with --merge: merge although the runs' scanner code cannot be "
+                    "shown to match (the table says so)")
     ap.add_argument("--markdown", type=Path, help="markdown output (default: BENCHMARKS.md for a full run, "
                     "RESULTS/BENCHMARKS-quick.md or RESULTS/BENCHMARKS-only.md otherwise)")
     return ap.parse_args(argv)
@@ -722,7 +726,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge:
         from benchmarks.render import render_markdown
 
-        result = merge_results([json.loads(p.read_text()) for p in args.merge])
+        try:
+            result = merge_results([json.loads(p.read_text()) for p in args.merge], force=args.force)
+        except ValueError as exc:
+            raise SystemExit(f"error: {exc} (--force merges anyway and says so in the table)") from None
         args.results.mkdir(parents=True, exist_ok=True)
         out_json = args.results / f"bench-{time.strftime('%Y%m%d-%H%M%S')}-merged.json"
         out_json.write_text(json.dumps(result, indent=1, default=str))
@@ -790,22 +797,29 @@ def scanner_tree(commit: str) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_results(results: list[dict[str, Any]], force: bool = False) -> dict[str, Any]:
     """One result from several saved ones (rows already scored against the ground truth): rows keyed
     by model name, a later result's row replacing an earlier one; the scaling tables of the last result
     that has them; aggregates recomputed over the merged rows. ``meta`` is the last result's, with mode
     ``merged``, ``parts`` (each run's command, date, mode, wall seconds, commit and models) and the summed
     wall seconds.
 
+    A run's commit counts by its ``scanner/`` tree only when ``scanner/`` itself was clean
+    (``meta.machine.scanner_dirty`` False; a change elsewhere, e.g. the Makefile, does not matter).
+    ``force``: merge although the code cannot be shown to match; ``meta.forced`` then lists the commits.
+
     Raises:
-        ValueError: no result given, or the runs scanned with different code (commits whose ``scanner/``
-        trees differ, or a dirty tree at a commit other runs do not share) or used different thresholds.
+        ValueError: no result given, or (without ``force``) the runs scanned with different or unknown
+        code (``scanner/`` trees differ, or ``scanner/`` was dirty), or they used different thresholds.
     """
     if not results:
         raise ValueError("nothing to merge")
     commits = {str(r["meta"]["machine"].get("commit")) for r in results}
-    trees = {scanner_tree(c) for c in commits}
-    if len(commits) > 1 and (None in trees or len(trees) > 1):
+    trees = {scanner_tree(str(r["meta"]["machine"].get("commit")).removesuffix("+dirty")
+                          if r["meta"]["machine"].get("scanner_dirty") is False else str(r["meta"]["machine"].get("commit")))
+             for r in results}
+    forced = len(commits) > 1 and (None in trees or len(trees) > 1)
+    if forced and not force:
         raise ValueError(f"results from different scanner code cannot be merged: commits {', '.join(sorted(commits))}")
     if len({json.dumps(r["meta"].get("thresholds"), sort_keys=True) for r in results}) > 1:
         raise ValueError("results with different matching thresholds cannot be merged")
@@ -820,7 +834,8 @@ def merge_results(results: list[dict[str, Any]]) -> dict[str, Any]:
         m = r["meta"]
         parts.append({"command": m["command"], "date": m["date"], "mode": m["mode"], "wall_seconds": m["wall_seconds"],
                       "commit": m["machine"].get("commit"), "models": [row["name"] for row in r["rows"]]})
-    meta = dict(results[-1]["meta"], mode="merged", parts=parts, wall_seconds=round(sum(p["wall_seconds"] for p in parts), 1))
+    meta = dict(results[-1]["meta"], mode="merged", parts=parts, wall_seconds=round(sum(p["wall_seconds"] for p in parts), 1),
+                forced=sorted(commits) if forced else None)
     merged = list(rows.values())
     return {"meta": meta, "rows": merged, "scaling": scaling, "aggregates": aggregate(merged)}
 

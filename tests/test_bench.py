@@ -186,7 +186,7 @@ def test_merge_results_of_separate_runs(monkeypatch):
     assert merged["meta"]["mode"] == "merged" and merged["meta"]["wall_seconds"] == 180.0
     assert merged["aggregates"] == bench.aggregate(merged["rows"])
     md = render_markdown(merged)
-    assert "2 runs of the same commit" in md and "--only org-b" in md and "Partial run" not in md
+    assert "2 runs" in md and "--only org-b" in md and "Partial run" not in md
     other = copy.deepcopy(b)
     other["meta"]["machine"]["commit"] = "def"
     trees = {"abc": "tree1", "def": "tree2", "fed": "tree1"}
@@ -198,6 +198,11 @@ def test_merge_results_of_separate_runs(monkeypatch):
     other["meta"]["machine"]["commit"] = "abc+dirty"
     with pytest.raises(ValueError, match="different scanner code"):
         bench.merge_results([a, other])
+    other["meta"]["machine"]["scanner_dirty"] = False  # dirty elsewhere (e.g. the Makefile): scanner/ is abc's
+    assert not bench.merge_results([a, other])["meta"]["forced"]
+    other["meta"]["machine"]["scanner_dirty"] = True
+    forced = bench.merge_results([a, other], force=True)
+    assert forced["meta"]["forced"] == ["abc", "abc+dirty"] and "Merged with `--force`" in render_markdown(forced)
 
 
 # ---------------------------------------------------------------------------------------------- guard
