@@ -422,10 +422,10 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     if not run.report.candidates or heldout is None:
         run.report.evidence.append(Evidence("attribution", "skipped", "no trigger candidate to attribute"))
         return
-    n = PROFILES[opts.profile]["attr_probes"]
-    n_labels = len(run.report.model.labels or []) or ck.model.config.num_labels
-    if n_labels > 2:  # shared out over the labels like the search probes (SearchConfig.for_labels), at least 6
-        n = max(min(n, 6), round(n * 2 / n_labels))
+    from .search import per_label
+
+    # Shared out over the labels like the search probes (SearchConfig.for_labels), at least 6.
+    n = per_label(PROFILES[opts.profile]["attr_probes"], len(run.report.model.labels or []) or ck.model.config.num_labels, 6)
     attr = TriggerAttribution(ck.model, ck.tokenizer, n_steps=16, budget=run.budget)
     # Attribute the best candidate of each target label: the best of all always (its heat maps go in
     # the report), another label's only when full attribution could lift it to 'low'.

@@ -98,13 +98,17 @@ class SearchConfig:
         """
         if n_labels <= 2:
             return self
-        share = 2.0 / n_labels
+        return replace(self, n_search=per_label(self.n_search, n_labels, 16), n_screen=per_label(self.n_screen, n_labels, 8),
+                       n_heldout=per_label(self.n_heldout, n_labels, 32),
+                       n_neighbour_probes=per_label(self.n_neighbour_probes, n_labels, 16))
 
-        def scaled(n: int, floor: int) -> int:
-            return max(min(n, floor), int(round(n * share)))
 
-        return replace(self, n_search=scaled(self.n_search, 16), n_screen=scaled(self.n_screen, 8),
-                       n_heldout=scaled(self.n_heldout, 32), n_neighbour_probes=scaled(self.n_neighbour_probes, 16))
+def per_label(n: int, n_labels: int, floor: int) -> int:
+    """A probe count ``n`` sized for two labels, shared out over ``n_labels``: ``n * 2 / n_labels``
+    (rounded), never below ``floor`` unless ``n`` already is; ``n`` itself for two labels or fewer."""
+    if n_labels <= 2:
+        return n
+    return max(min(n, floor), int(round(n * 2.0 / n_labels)))
 
 
 @dataclass
