@@ -788,13 +788,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def scanner_tree(commit: str) -> str | None:
-    """The git tree id of ``scanner/`` at ``commit`` (the code that scans; benchmark and docs changes do
-    not alter it); None for a dirty or unknown commit."""
-    if not commit or commit.endswith("+dirty") or commit == "None":
+def scanner_tree(machine: dict[str, Any]) -> str | None:
+    """The git tree id of ``scanner/`` (the code that scans; benchmark and docs changes do not alter it)
+    that a run with this ``meta.machine`` record used: its commit's tree when ``scanner/`` was clean
+    (``scanner_dirty`` False; older records have only the commit, usable when it is not ``+dirty``).
+    None when that cannot be shown."""
+    commit = str(machine.get("commit") or "")
+    if machine.get("scanner_dirty") is False:
+        commit = commit.removesuffix("+dirty")
+    if not commit or commit.endswith("+dirty"):
         return None
     out = subprocess.run(["git", "rev-parse", f"{commit}:scanner"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() or None if out.returncode == 0 else None
+    return (out.stdout.strip() or None) if out.returncode == 0 else None
 
 
 def merge_results(results: list[dict[str, Any]], force: bool = False) -> dict[str, Any]:
@@ -815,9 +820,7 @@ def merge_results(results: list[dict[str, Any]], force: bool = False) -> dict[st
     if not results:
         raise ValueError("nothing to merge")
     commits = {str(r["meta"]["machine"].get("commit")) for r in results}
-    trees = {scanner_tree(str(r["meta"]["machine"].get("commit")).removesuffix("+dirty")
-                          if r["meta"]["machine"].get("scanner_dirty") is False else str(r["meta"]["machine"].get("commit")))
-             for r in results}
+    trees = {scanner_tree(r["meta"]["machine"]) for r in results}
     forced = len(commits) > 1 and (None in trees or len(trees) > 1)
     if forced and not force:
         raise ValueError(f"results from different scanner code cannot be merged: commits {', '.join(sorted(commits))}")

@@ -190,7 +190,11 @@ def test_merge_results_of_separate_runs(monkeypatch):
     other = copy.deepcopy(b)
     other["meta"]["machine"]["commit"] = "def"
     trees = {"abc": "tree1", "def": "tree2", "fed": "tree1"}
-    monkeypatch.setattr(bench, "scanner_tree", trees.get)
+    real = bench.scanner_tree
+    monkeypatch.setattr(bench.subprocess, "run", lambda cmd, **kw: type("R", (), {
+        "returncode": 0 if cmd[-1].split(":")[0] in trees else 128, "stdout": trees.get(cmd[-1].split(":")[0], "")})())
+    assert real({"commit": "fed"}) == "tree1" and real({"commit": "abc+dirty"}) is None
+    assert real({"commit": "abc+dirty", "scanner_dirty": False}) == "tree1"
     with pytest.raises(ValueError, match="different scanner code"):
         bench.merge_results([a, other])
     other["meta"]["machine"]["commit"] = "fed"  # another commit, same scanner/ tree
