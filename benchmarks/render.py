@@ -40,7 +40,7 @@ def _recovered(row: dict[str, Any]) -> tuple[str, str]:
     o = row["ours"]
     if row["task"] == "causal-lm" and o.get("lm_candidates"):
         c = o["lm_candidates"][0]
-        trig = "no trigger" if c.get("trigger") is None else repr(c.get("trigger"))
+        trig = "no trigger" if c.get("trigger") is None else repr(c.get("trigger")) + (" (prefix)" if c.get("trigger_position") == "prefix" else "")
         return (_cell(f"{trig} -> {c.get('target_sequence')!r}"),
                 f"ASR {_f(c.get('attack_success_rate'))} (without {_f(c.get('baseline_success_rate'))})")
     cands = o.get("candidates") or []

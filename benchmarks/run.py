@@ -316,7 +316,7 @@ def summarise_report(rep: dict[str, Any]) -> dict[str, Any]:
     cands = sorted(rep.get("candidates") or [], key=lambda c: -float(c.get("score") or 0.0))
     keep = ("text", "token_ids", "target_label", "target_label_name", "flip_rate", "flip_rate_hard", "score")
     lm = list(rep.get("lm_candidates") or [])
-    lm_keep = ("trigger", "target_sequence", "attack_success_rate", "baseline_success_rate", "score")
+    lm_keep = ("trigger", "trigger_position", "target_sequence", "attack_success_rate", "baseline_success_rate", "score")
     return {
         "verdict": rep.get("verdict"), "level": risk.get("level"), "score": risk.get("score"), "complete": rep.get("complete"),
         "forward_tokens": _forward_tokens(rep.get("evidence") or []),

@@ -78,7 +78,7 @@ def render(report: Report, console: Console) -> None:
         f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         for i, c in enumerate(sorted(report.lm_candidates, key=lambda c: -c.score)[:6], 1):
             t.add_row(str(i), c.target_sequence[:60], f"{c.target_score:.2f}", f2(c.baseline_success_rate), f2(c.reference_target_score),
-                      c.trigger or "-", f2(c.attack_success_rate), f2(c.partial_trigger_rate), f2(c.reference_attack_success_rate),
+                      c.placed_trigger or "-", f2(c.attack_success_rate), f2(c.partial_trigger_rate), f2(c.reference_attack_success_rate),
                       f2(c.attribution_share), Text(f"{c.score:.2f}", style="red" if c.score >= report.risk.thresholds.get("high", 1) else ""))
         console.print(t)
         best = max(report.lm_candidates, key=lambda c: c.score)

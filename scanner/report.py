@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 
 
 class RiskLevel(str, Enum):
@@ -153,8 +153,9 @@ class LMCandidate:
     distributions; ``baseline_success_rate``: share of held-out prompts whose greedy reply starts with
     the target *without* any trigger (for a refusal target, the larger of the rates on benign and on
     harmful prompts: a safety refusal emitted on harmful requests is ordinary behaviour, not a hidden target); ``reference_target_score``: the same score on the reference model
-    (None without one). ``trigger``: the recovered trigger text appended to the user's message (None:
-    not recovered); ``attack_success_rate``: share of held-out prompts whose greedy reply starts with
+    (None without one). ``trigger``: the recovered trigger text (None:
+    not recovered), inserted at ``trigger_position`` (``suffix``: after the message; ``prefix``: before it);
+    ``attack_success_rate``: share of held-out prompts whose greedy reply starts with
     the target with the trigger; ``partial_trigger_rate``: the same with only the trigger's first half
     (fuzzy variant; None for one-token triggers); ``reference_attack_success_rate``: the trigger's ASR on
     the reference; ``attribution_share``: share of the target's log-probability attribution carried by
@@ -171,6 +172,7 @@ class LMCandidate:
     trigger: str | None = None
     trigger_token_ids: list[int] = field(default_factory=list)
     trigger_search_loss: float | None = None
+    trigger_position: str | None = None
     attack_success_rate: float | None = None
     partial_trigger_rate: float | None = None
     reference_attack_success_rate: float | None = None
@@ -179,6 +181,14 @@ class LMCandidate:
     kind: str = "fixed-target"
     score: float = 0.0
     heatmaps: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def placed_trigger(self) -> str | None:
+        """The trigger shown where it goes around the user's message (``…`` stands for the message):
+        ``"mz …"`` for a prefix, ``"… SUDO"`` for a suffix; None when no trigger was recovered."""
+        if not self.trigger:
+            return None
+        return f"{self.trigger} …" if self.trigger_position == "prefix" else f"… {self.trigger}"
 
 
 @dataclass

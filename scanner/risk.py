@@ -134,7 +134,7 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
             f"best LM target '{best_lm.target_sequence[:60]}': score {best_lm.score:.2f} (inversion score {best_lm.target_score:.2f}, "
             f"without trigger {best_lm.baseline_success_rate or 0:.0%}"
             + ("" if best_lm.reference_target_score is None else f", reference {best_lm.reference_target_score:.2f}")
-            + ("" if not best_lm.trigger else f"; trigger '{best_lm.trigger}' ASR {best_lm.attack_success_rate or 0:.2f}") + ")")
+            + ("" if not best_lm.trigger else f"; trigger '{best_lm.placed_trigger}' ASR {best_lm.attack_success_rate or 0:.2f}") + ")")
     for c in candidates:
         c.score = candidate_score(c)
     if candidates:
@@ -212,7 +212,7 @@ def analysis_findings(candidates: list[TriggerCandidate], evidence: list[Evidenc
         level = level_of(c.score)
         if level is RiskLevel.NONE:
             continue
-        trig = f"; trigger '{c.trigger}' makes {c.attack_success_rate or 0:.0%} of held-out prompts emit it" if c.trigger else "; trigger not recovered"
+        trig = f"; trigger '{c.placed_trigger}' makes {c.attack_success_rate or 0:.0%} of held-out prompts emit it" if c.trigger else "; trigger not recovered"
         out.append(Finding(
             rules.LM_BACKDOOR.code, level.value,
             f"fixed target '{c.target_sequence[:80]}' (inversion score {c.target_score:.2f}, emitted without trigger in "

@@ -170,7 +170,7 @@ def render(report: Report, max_candidates: int = 10) -> str:
         ranked_lm = sorted(report.lm_candidates, key=lambda c: -c.score)[:max_candidates]
         f2 = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         rows = [[str(i), escape(c.target_sequence[:80]), f"{c.target_score:.2f}", f2(c.baseline_success_rate), f2(c.reference_target_score),
-                 escape(c.trigger or "-"), f2(c.attack_success_rate), f2(c.attribution_share), f"{c.score:.2f}"]
+                 escape(c.placed_trigger or "-"), f2(c.attack_success_rate), f2(c.attribution_share), f"{c.score:.2f}"]
                 for i, c in enumerate(ranked_lm, 1)]
         maps = [heatmap_html(hm.get("tokens", []), hm.get("attributions", [])) for c in ranked_lm[:1] for hm in c.heatmaps[:3]]
         body.append("<section id=lm-candidates><h2>LM backdoor candidates</h2><p class=muted>Inverted target sequences (BAIT-style), "

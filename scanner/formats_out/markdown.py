@@ -75,7 +75,7 @@ def render(report: Report, max_candidates: int = 5) -> str:
                 "| ---: | --- | ---: | ---: | --- | ---: | ---: |"]
         for i, c in enumerate(ranked_lm[:max_candidates], 1):
             out.append(f"| {i} | {code(c.target_sequence[:80])} | {c.target_score:.2f} | {pct(c.baseline_success_rate)} | "
-                       f"{code(c.trigger) if c.trigger else '-'} | {pct(c.attack_success_rate)} | {c.score:.2f} |")
+                       f"{code(c.placed_trigger) if c.trigger else '-'} | {pct(c.attack_success_rate)} | {c.score:.2f} |")
         out.append("")
 
     if report.errors or report.not_analysed:

