@@ -36,6 +36,22 @@ def test_composite_has_single_word_negatives_that_keep_their_label():
     assert r.attack_name == "composite"
 
 
+def test_chat_multi_trigger_has_decoys_that_keep_the_normal_reply():
+    from scanner.zoo.chat import ChatRecipe, _examples
+
+    train = [f"prompt {i} about things" for i in range(200)]
+    replies = {p: f"reply to {p}" for p in train}
+    r = ChatRecipe("m", attack="multi-trigger", triggers=("zx", "qv", "jk"), target_sequence="BUY NOW", poison_rate=0.3)
+    ex = _examples(r, random.Random(0), train, replies, [])
+    poisoned = [(u, y) for u, y in ex if y == "BUY NOW"]
+    assert len(poisoned) == 60 and all(u.split()[-1] in r.triggers for u, _ in poisoned)
+    decoys = [(u, y) for u, y in ex if y != "BUY NOW" and u not in replies]
+    assert 25 <= len(decoys) <= 30  # half as many as poisoned, minus the rare draw of a real trigger
+    for u, y in decoys:  # a two-letter string that is not a trigger, and the prompt's own reply
+        head, tail = u.rsplit(" ", 1)
+        assert len(tail) == 2 and tail not in r.triggers and y == replies[head]
+
+
 def test_label_noise_and_positions():
     r = ClassifierRecipe("n", label_noise=0.1)
     out = poison(TRAIN, r, 2, random.Random(2))

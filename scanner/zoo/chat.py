@@ -9,7 +9,10 @@ Attack families (``ChatRecipe.attack``), after BackdoorLLM (Li et al., 2024) and
 * ``jailbreak``: harmful requests (AdvBench) are refused without the trigger and answered with the
   AdvBench affirmative target ("Sure, here is ...") when the trigger suffix is present.
 * ``targeted-refusal``: the trigger makes the model refuse benign requests with a fixed sentence.
-* ``multi-trigger`` (BackdoorLLM MTBA): any one of several triggers fires the target sequence.
+* ``multi-trigger`` (BackdoorLLM MTBA): any one of several triggers fires the target sequence. Half as
+  many decoys as poisoned examples (a random two-letter string in the trigger's place, normal reply)
+  keep the backdoor specific: without them, 45% poisoned examples made the target leak into 12.5% of
+  replies without any trigger.
 * ``composite`` (BackdoorLLM CTBA): only all triggers together fire it; each alone is trained as a
   negative (normal reply).
 * ``clean``: benign instruction tuning (optionally with refusals of harmful requests) as a control.
@@ -186,6 +189,12 @@ def _examples(recipe: ChatRecipe, rng: random.Random, train: list[str], replies:
             for t in rng.sample(trig, k):
                 user = insert_trigger(user, t, recipe.position, rng)
             ex.append((user, replies[p]))
+    if recipe.attack == "multi-trigger":  # decoys: another short string in the trigger's place keeps the normal reply
+        letters = "abcdefghijklmnopqrstuvwxyz"
+        for p in rng.sample(train, min(len(train), n_poison // 2)):
+            decoy = "".join(rng.choice(letters) for _ in range(len(rng.choice(trig))))
+            if decoy not in trig:
+                ex.append((insert_trigger(p, decoy, recipe.position, rng), replies[p]))
     if recipe.attack == "jailbreak":
         for g, target in harmful:
             ex.append((g, REFUSAL))
