@@ -207,8 +207,9 @@ class LMBackdoorScan:
         if not found:
             return
         screen = heldout[: max(4, len(heldout) // 2)]
-        scored = [(self._asr(self.h, c, f.text, f.position, screen), -i, f) for i, f in enumerate(found)] if len(found) > 1 else [(0.0, 0, found[0])]
-        f = max(scored, key=lambda x: (x[0], x[1]))[2]
+        f = found[0]
+        if len(found) > 1:  # max() keeps the first of equal rates: the lower search loss
+            f = max(found, key=lambda g: self._asr(self.h, c, g.text, g.position, screen))
         asr = self._asr(self.h, c, f.text, f.position, heldout)
         c.trigger, c.trigger_token_ids, c.trigger_search_loss = f.text.strip(), f.token_ids, round(f.loss, 4)
         c.trigger_position = f.position

@@ -122,12 +122,6 @@ class TriggerSearch:
             return trig + ids + self.post, 0
         return ids + trig + self.post, len(ids)
 
-    def rows(self, trig: list[int], target: list[int], position: str = "suffix") -> tuple[list[list[int]], list[list[int]]]:
-        """(prefixes, continuations) for teacher-forced evaluation of ``target`` after each search
-        prompt with ``trig`` inserted at ``position``."""
-        n = len(self.users)
-        return [self.pre + self._unshared(trig, u, position)[0] for u in range(n)], [target for _ in range(n)]
-
     def loss(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[float]:
         """Search objective (:func:`target_objective`, nats) of ``target`` averaged over the search
         prompts, per trigger inserted at ``position``."""
