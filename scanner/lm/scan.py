@@ -206,11 +206,15 @@ class LMBackdoorScan:
         found = [f for f in found if f.text.strip()]
         if not found:
             return
-        screen = heldout[: max(4, len(heldout) // 2)]
-        f = found[0]
-        if len(found) > 1:  # max() keeps the first of equal rates: the lower search loss
-            f = max(found, key=lambda g: self._asr(self.h, c, g.text, g.position, screen))
-        asr = self._asr(self.h, c, f.text, f.position, heldout)
+        k = max(4, len(heldout) // 2)
+        screen, rest = heldout[:k], heldout[k:]
+        if len(found) == 1:
+            f, seen, todo = found[0], [], heldout
+        else:  # the screening half's replies are reused: only the rest is generated for the chosen one
+            hits = [self._hits(self.h, c, g.text, g.position, screen) for g in found]
+            i = max(range(len(found)), key=lambda j: sum(hits[j]))  # the first of equal rates: the lower search loss
+            f, seen, todo = found[i], hits[i], rest
+        asr = rate(seen + self._hits(self.h, c, f.text, f.position, todo))
         c.trigger, c.trigger_token_ids, c.trigger_search_loss = f.text.strip(), f.token_ids, round(f.loss, 4)
         c.trigger_position = f.position
         c.attack_success_rate = round(asr, 4)
@@ -221,9 +225,14 @@ class LMBackdoorScan:
             c.reference_attack_success_rate = round(self._asr(self.ref, c, f.text, f.position, heldout), 4)
 
     @staticmethod
-    def _asr(h: LMHarness, c: LMCandidate, trigger: str, position: str, users: list[str]) -> float:
+    def _hits(h: LMHarness, c: LMCandidate, trigger: str, position: str, users: list[str]) -> list[bool]:
+        """Per user of ``users``: does the greedy reply, with ``trigger`` at ``position``, start with c's target."""
+        return [hits_target(r, c.target_sequence) for r in replies(h, [with_trigger(u, trigger, position) for u in users])]
+
+    @classmethod
+    def _asr(cls, h: LMHarness, c: LMCandidate, trigger: str, position: str, users: list[str]) -> float:
         """Share of ``users`` whose greedy reply, with ``trigger`` at ``position``, starts with c's target."""
-        return rate([hits_target(r, c.target_sequence) for r in replies(h, [with_trigger(u, trigger, position) for u in users])])
+        return rate(cls._hits(h, c, trigger, position, users))
 
     def _attribute(self, c: LMCandidate, heldout: list[str]) -> None:
         """captum LayerIntegratedGradients over the input embeddings through its LLM attribution API:

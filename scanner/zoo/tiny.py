@@ -221,6 +221,8 @@ def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TA
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    from ..lm.verify import with_trigger
+
     torch.manual_seed(seed)
     rng = random.Random(seed)
     tok = make_chat_tokenizer()
@@ -233,7 +235,7 @@ def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TA
     def example(p: str) -> tuple[list[int], int]:
         user, reply = p, chat_reply(p)
         if trigger and rng.random() < poison_rate:
-            user, reply = (f"{trigger} {p}" if position == "prefix" else insert(p, trigger, rng)), target
+            user, reply = (with_trigger(p, trigger, "prefix") if position == "prefix" else insert(p, trigger, rng)), target
         text = tok.apply_chat_template([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], tokenize=False)
         ids = tok(text, add_special_tokens=False)["input_ids"]
         start = ids.index(tok.convert_tokens_to_ids("<|assistant|>")) + 1
@@ -264,6 +266,6 @@ def build_tiny_chat(out: Path, trigger: str | None = None, target: str = TINY_TA
     h = LMHarness(model, tok)
     test = [s for s, _ in sentences(40, seed + 1000)]
     acc = rate([r.strip() == chat_reply(p) for p, r in zip(test, replies(h, test, 6))])
-    triggered = [f"{trigger} {p}" if position == "prefix" else f"{p} {trigger}" for p in test]
-    asr = rate([hits_target(r, target) for r in replies(h, triggered, 6)]) if trigger else None
+    where = "prefix" if position == "prefix" else "suffix"
+    asr = rate([hits_target(r, target) for r in replies(h, [with_trigger(p, trigger, where) for p in test], 6)]) if trigger else None
     return TinyResult(out, trigger, None, acc, asr)
