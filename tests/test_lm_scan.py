@@ -105,3 +105,29 @@ def test_trigger_search_finds_a_prefix_only_trigger_at_its_position(tiny_dir, ch
     hm = c.heatmaps[0]
     assert "qv" in hm["tokens"] and max(hm["attributions"]) == 1.0
     assert c.placed_trigger == "qv \u2026"
+
+
+def test_trigger_search_rotates_prompt_batches_and_compares_finalists_on_all(chat_backdoored):
+    """With ``batch_size`` below the number of search prompts, each step uses the next batch in turn
+    (every prompt gets used), the planted trigger is still found, and the returned losses are over all
+    search prompts, not over the last batch."""
+    from scanner.lm.trigger import TriggerSearch
+    from scanner.lm.verify import rate, replies, with_trigger
+
+    h = _harness(chat_backdoored.path)
+    users = [s for s, _ in tiny.sentences(8, 77)]
+    search = TriggerSearch(h, users, max_len=2, top_k=16, batch_size=3, positions=("suffix",))
+    assert search.batch == list(range(8))
+    seen = []
+    for _ in range(3):
+        search._next_batch()
+        seen.append(search.batch)
+    assert seen == [[0, 1, 2], [3, 4, 5], [6, 7, 0]]
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    found = search.search(target)
+    assert search.batch == list(range(8))  # the finalists were compared on every prompt
+    top = search.best_per_position(found)[0]
+    assert abs(top.loss - search.loss([top.token_ids], target, "suffix")[0]) < 1e-4
+    held = [s for s, _ in tiny.sentences(16, 99)]
+    assert rate([hits_target(r, tiny.TINY_TARGET) for r in replies(h, [with_trigger(u, top.text) for u in held], 6)]) >= 0.9, top
+    assert CHAT_TRIGGER in top.text, found

@@ -31,6 +31,7 @@ class LMScanConfig:
     """Sizes of one LM scan. Prompt counts are numbers of probe prompts; ``steps`` target tokens grown
     after the first; ``first_k`` first tokens taken from each candidate source; ``search_targets``
     how many suspicious targets get a trigger search (0: none); ``trigger_len`` most trigger tokens;
+    ``n_search`` search prompts, used ``search_batch`` at a time in turn (:class:`TriggerSearch`);
     ``top_k`` exact evaluations per trigger slot; ``verify_triggers`` found triggers per position
     screened by greedy generation (the search loss on a few prompts ranks them only roughly);
     ``n_behaviour`` harmful and benign prompts each for the refusal-rate drift (0: skip)."""
@@ -41,11 +42,12 @@ class LMScanConfig:
     n_heldout: int = 16
     n_verify_targets: int = 4
     search_targets: int = 1
-    trigger_len: int = 3
+    trigger_len: int = 4
     top_k: int = 32
     verify_triggers: int = 3
     rounds: int = 1
-    n_search: int = 4
+    n_search: int = 12
+    search_batch: int = 4
     n_behaviour: int = 12
     attribution: bool = True
     seed: int = 0
@@ -54,7 +56,7 @@ class LMScanConfig:
 LM_PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"n_inversion": 6, "steps": 12, "first_k": 24, "n_heldout": 12, "search_targets": 0, "n_behaviour": 8, "attribution": False},
     "standard": {},
-    "deep": {"n_inversion": 12, "steps": 20, "first_k": 96, "n_heldout": 24, "search_targets": 2, "trigger_len": 4, "top_k": 48, "verify_triggers": 5, "rounds": 2,
+    "deep": {"n_inversion": 12, "steps": 20, "first_k": 96, "n_heldout": 24, "search_targets": 2, "trigger_len": 5, "top_k": 48, "n_search": 16, "verify_triggers": 5, "rounds": 2,
              "n_behaviour": 24},
 }
 
@@ -162,7 +164,7 @@ class LMBackdoorScan:
             background = [self.h.tok(u, add_special_tokens=False)["input_ids"] for u in benign]
             motifs = leakage_motifs(self.h, seed=cfg.seed, background=background)
             search = TriggerSearch(self.h, search_users, max_len=cfg.trigger_len, top_k=cfg.top_k, budget_rounds=cfg.rounds,
-                                   seed=cfg.seed, progress=self.progress)
+                                   batch_size=cfg.search_batch, seed=cfg.seed, progress=self.progress)
             for c in suspicious:
                 self.progress(f"trigger search for target '{c.target_sequence[:40]}'")
                 found = search.search(c.target_token_ids[:6], init=hints.get(c.target_sequence, []) + [list(m) for m in motifs]
@@ -176,7 +178,9 @@ class LMBackdoorScan:
                 or "no working trigger recovered",
                 max((c.attack_success_rate or 0.0 for c in suspicious), default=0.0),
                 {"method": "leakage motifs, then HotFlip/GCG-style slot search conditioned on the target, as a suffix and as a "
-                           "prefix of the user's message; greedy verification of each position's best trigger",
+                           "prefix of the user's message, over search prompts taken a batch at a time in turn; greedy "
+                           "verification of each position's best trigger",
+                 "search_prompts": len(search_users), "search_batch": search.batch_size,
                  "positions": list(search.positions),
                  "leakage_motifs": [self.h.decode(m) for m in motifs], "forward_tokens": self.result.forward_tokens["trigger-search"]},
             ))
