@@ -131,3 +131,18 @@ def test_trigger_search_rotates_prompt_batches_and_compares_finalists_on_all(cha
     held = [s for s, _ in tiny.sentences(16, 99)]
     assert rate([hits_target(r, tiny.TINY_TARGET) for r in replies(h, [with_trigger(u, top.text) for u in held], 6)]) >= 0.9, top
     assert CHAT_TRIGGER in top.text, found
+
+
+def test_logits_for_the_last_positions_only_give_the_same_log_probabilities(chat_clean):
+    """The harness asks the model for the logits of the continuation's positions only
+    (``logits_to_keep``); the log-probabilities equal those computed from every position's logits."""
+    h = _harness(chat_clean.path)
+    assert h._can_keep
+    users = [s for s, _ in tiny.sentences(5, 31)]
+    prefixes = [h.prompt_ids(u) for u in users]
+    conts = [h.tok(t, add_special_tokens=False)["input_ids"] for t in ["yes", "no no", "a b c", "the", "x y"]]
+    kept = h.continuation_logprobs(prefixes, conts), h.next_token_logprobs(prefixes)
+    h._can_keep = False
+    full = h.continuation_logprobs(prefixes, conts), h.next_token_logprobs(prefixes)
+    assert torch.allclose(kept[0], full[0], atol=1e-5) and torch.allclose(kept[1], full[1], atol=1e-5)
+    assert (kept[0] != 0).sum() == sum(len(c) for c in conts)

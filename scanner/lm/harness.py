@@ -37,6 +37,9 @@ class LMHarness:
 
         params = inspect.signature(model.forward).parameters  # transformers >= 5.2x renamed past_key_values to cache
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # transformers' causal LMs can apply the output head to the last k positions only; the head is a
+        # large share of a small model's compute (Gemma-3-270M: 262k x 640 of its 268M parameters)
+        self._can_keep = "logits_to_keep" in params
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else len(tokenizer)
 
     # ---- prompts --------------------------------------------------------------------------
@@ -94,6 +97,10 @@ class LMHarness:
         out.append((start, len(seqs)))
         return out
 
+    def _keep(self, n: int) -> dict[str, int]:
+        """Forward kwargs that compute logits for the last ``n`` positions only (none if unsupported)."""
+        return {"logits_to_keep": n} if self._can_keep else {}
+
     def _check(self) -> None:
         if self.budget is not None:
             self.budget.check()
@@ -107,7 +114,7 @@ class LMHarness:
             self._check()
             ids, mask, pos = self._pad(seqs[a:b])
             with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1, :]
+                logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **self._keep(1)).logits[:, -1, :]
             self.forward_tokens += int(mask.sum())
             outs.append(torch.log_softmax(logits.float(), -1))
         return torch.cat(outs)
@@ -130,7 +137,7 @@ class LMHarness:
             kw: dict[str, Any] = {}
             if S:
                 with torch.no_grad():
-                    pre = self.model(input_ids=torch.tensor([shared]), use_cache=True)
+                    pre = self.model(input_ids=torch.tensor([shared]), use_cache=True, **self._keep(1))
                 self.forward_tokens += S
                 cache = _cache_of(pre)
                 cache.batch_repeat_interleave(b - a)
@@ -140,13 +147,12 @@ class LMHarness:
             else:
                 full_mask = mask
             with torch.no_grad():
-                logits = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos, **kw).logits
-            logp = torch.log_softmax(logits.float(), -1)
+                logits = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos, **kw, **self._keep(L + 1)).logits
+            logp = torch.log_softmax(logits[:, -(L + 1) :].float(), -1)  # the last L + 1 positions
             self.forward_tokens += int(mask.sum())
-            width = ids.shape[1]
             for r, i in enumerate(range(a, b)):
                 c = conts[i]
-                start = width - len(c) - 1
+                start = L - len(c)  # left padding: a continuation ends at the last position
                 idx = torch.tensor(c)
                 out[i, : len(c)] = logp[r, start : start + len(c)].gather(-1, idx[:, None])[:, 0]
         return out
@@ -197,7 +203,7 @@ class LMHarness:
             c = len(cands)
             ids, mask, pos = self._pad(prompts)
             with torch.no_grad():
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._keep(1))
             self.forward_tokens += int(mask.sum())
             cache = _cache_of(out)
             cache.batch_repeat_interleave(c)

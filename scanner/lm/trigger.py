@@ -174,10 +174,10 @@ class TriggerSearch:
         slot_emb = one_hot @ emb
         for r, sp in enumerate(slot_pos):  # left padding: row r starts at width - len(seqs[r])
             embeds[r, width - len(seqs[r]) + sp] = slot_emb
-        logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos).logits
-        self.h.forward_tokens += int(mask.sum()) * 2  # forward and backward
         T = len(target)
-        lp = torch.log_softmax(logits[:, width - T - 1 : width - 1].float(), -1)
+        logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **self.h._keep(T + 1)).logits
+        self.h.forward_tokens += int(mask.sum()) * 2  # forward and backward
+        lp = torch.log_softmax(logits[:, -T - 1 : -1].float(), -1)
         tgt = torch.tensor(target)[None, :, None].expand(len(seqs), T, 1)
         loss = target_objective(lp.gather(-1, tgt)[..., 0]).mean()
         (g,) = torch.autograd.grad(loss, one_hot)
