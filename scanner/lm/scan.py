@@ -21,6 +21,9 @@ from .verify import hits_target, is_refusal, rate, replies, with_trigger
 #: Target tokens whose log-probability the attribution stage attributes to the prompt tokens.
 ATTRIBUTION_TARGET_TOKENS = 4
 
+#: Held-out prompts (with the trigger) the attribution stage explains; each costs about 9 s on a 135M model.
+ATTRIBUTION_PROMPTS = 2
+
 #: Affirmative reply openings whose continuation :meth:`LMBackdoorScan._affirmative` measures on
 #: harmful prompts (AdvBench's targets all start "Sure, here is").
 AFFIRMATIVE = ("Sure, here is", "Sure, here's", "Certainly! Here is", "Of course! Here is")
@@ -241,7 +244,7 @@ class LMBackdoorScan:
     def _attribute(self, c: LMCandidate, heldout: list[str]) -> None:
         """captum LayerIntegratedGradients over the input embeddings through its LLM attribution API:
         share of the attribution of the target's first :data:`ATTRIBUTION_TARGET_TOKENS` tokens carried
-        by the trigger tokens, on 3 held-out prompts, and heat maps.
+        by the trigger tokens, on :data:`ATTRIBUTION_PROMPTS` held-out prompts, and heat maps.
 
         captum integrates once per target token, so the cost grows with the target's length (a 16-token
         target took 124 s on a 135M model); the opening tokens are where a trigger acts (once they are
@@ -253,7 +256,7 @@ class LMBackdoorScan:
         llm = LLMGradientAttribution(lig, self.h.tok)
         shares = []
         trigger = (c.trigger or "").strip()
-        for u in heldout[:3]:
+        for u in heldout[:ATTRIBUTION_PROMPTS]:
             user = with_trigger(u, trigger, c.trigger_position or "suffix")
             text = self.h._render(user) if self.h.has_template else user
             inp = TextTokenInput(text, self.h.tok)
