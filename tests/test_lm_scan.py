@@ -1,6 +1,7 @@
 """Generative-LM scanning on tiny chat organisms (2-layer Llama, chat template, built in seconds)."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from scanner import scan
@@ -60,7 +61,16 @@ def test_scan_recovers_target_and_trigger_of_tiny_backdoored_chat_model(chat_bac
     assert rep.risk.level in ("high", "critical"), rep.risk
     assert any(f.code == "SC302" for f in rep.findings)
     cost = next(e for e in rep.evidence if e.analysis == "lm-cost")
-    assert sum(cost.details["forward_tokens"].values()) > 0
+    stages = cost.details["forward_tokens"]
+    assert sum(stages.values()) > 0
+    # an analysis that reports its own count is one of the breakdown's stages (a reader counts it once)
+    own = {e.analysis: e.details["forward_tokens"] for e in rep.evidence if isinstance(e.details.get("forward_tokens"), int)}
+    assert own and all(stages.get(name) == n for name, n in own.items()), (own, stages)
+    from benchmarks.run import _forward_tokens
+
+    assert _forward_tokens(rep.to_dict()["evidence"]) == sum(stages.values())
+    if any(c.attribution_share is not None for c in rep.lm_candidates):  # captum's passes are counted too
+        assert stages["lm-attribution"] > 0
     again = Report.from_json(rep.to_json())
     assert again.lm_candidates[0].target_sequence == rep.lm_candidates[0].target_sequence
     from scanner.schema import validate
@@ -95,6 +105,8 @@ def test_trigger_search_finds_a_prefix_only_trigger_at_its_position(tiny_dir, ch
     assert asr(top.text, top.position) >= 0.9
     with_suffix = next(c for c in best if c.position == "suffix")
     assert with_suffix.loss > top.loss + 1.0
+    # the suffix search, far behind after growth, was not refined; the prefix search was
+    assert search.refined == ["prefix"] and with_suffix.extra["refined"] is False and top.extra["refined"] is True
     # attribution finds the prefix trigger's tokens by character span and shows them in the heat map
     from scanner.lm.scan import LMBackdoorScan
     from scanner.report import LMCandidate
@@ -146,3 +158,24 @@ def test_logits_for_the_last_positions_only_give_the_same_log_probabilities(chat
     full = h.continuation_logprobs(prefixes, conts), h.next_token_logprobs(prefixes)
     assert torch.allclose(kept[0], full[0], atol=1e-5) and torch.allclose(kept[1], full[1], atol=1e-5)
     assert (kept[0] != 0).sum() == sum(len(c) for c in conts)
+
+
+def test_suffix_trigger_loss_with_the_message_cached_equals_the_full_sequences(chat_backdoored):
+    """For a suffix trigger the search encodes each prompt's message once and reuses it through the KV
+    cache; the objective equals the one computed on the full sequences, and fewer tokens are run."""
+    from scanner.lm.trigger import TriggerSearch, target_objective
+
+    h = _harness(chat_backdoored.path)
+    users = [s for s, _ in tiny.sentences(4, 12)]
+    search = TriggerSearch(h, users, max_len=2, top_k=8)
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    trigs = [[], h.tok(" " + CHAT_TRIGGER, add_special_tokens=False)["input_ids"], [5, 6, 7], [9]]
+    before = h.forward_tokens
+    cached = search.loss(trigs, target, "suffix")
+    spent = h.forward_tokens - before
+    full = [search.pre + search._unshared(t, u, "suffix")[0] for t in trigs for u in range(len(users))]
+    per = target_objective(h.continuation_logprobs(full, [target for _ in full]))
+    want = [float(per[i * len(users) : (i + 1) * len(users)].mean()) for i in range(len(trigs))]
+    assert cached == pytest.approx(want, abs=1e-4)
+    assert cached[1] < cached[0] - 1.0  # the planted trigger lowers the target's loss
+    assert spent < sum(len(s) + len(target) for s in full)

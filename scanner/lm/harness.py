@@ -42,6 +42,31 @@ class LMHarness:
         self._can_keep = "logits_to_keep" in params
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else len(tokenizer)
 
+    def counting(self, backward: bool = True):
+        """Context manager that counts the forward passes of code outside the harness (captum's
+        attribution) in :attr:`forward_tokens`: every call of the model adds its non-padding tokens
+        (the attention mask's sum, else batch x length), twice when ``backward`` (a backward pass
+        costs about one forward)."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def _ctx():
+            def hook(_module, args, kwargs):
+                mask = kwargs.get("attention_mask")
+                x = kwargs.get("input_ids", args[0] if args else None)
+                if x is None:
+                    x = kwargs.get("inputs_embeds")
+                n = int(mask.sum()) if mask is not None else (int(x.shape[0] * x.shape[1]) if x is not None and x.dim() >= 2 else 0)
+                self.forward_tokens += n * (2 if backward else 1)
+
+            handle = self.model.register_forward_pre_hook(hook, with_kwargs=True)
+            try:
+                yield self
+            finally:
+                handle.remove()
+
+        return _ctx()
+
     # ---- prompts --------------------------------------------------------------------------
     def _render(self, user: str) -> str:
         return self.tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True)

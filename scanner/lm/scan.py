@@ -96,6 +96,8 @@ class LMBackdoorScan:
         self.result = LMScanResult()
 
     def _mark(self, stage: str, t0: float, tokens0: int) -> None:
+        # a stage that has an evidence entry of its own is named like it, so that a reader adding up
+        # ``details.forward_tokens`` over the evidence can count it once (the benchmark does)
         self.result.seconds[stage] = round(time.perf_counter() - t0, 2)
         self.result.forward_tokens[stage] = self.h.forward_tokens - tokens0 + (self.ref.forward_tokens if self.ref else 0)
         if self.ref:
@@ -168,12 +170,14 @@ class LMBackdoorScan:
             motifs = leakage_motifs(self.h, seed=cfg.seed, background=background)
             search = TriggerSearch(self.h, search_users, max_len=cfg.trigger_len, top_k=cfg.top_k, budget_rounds=cfg.rounds,
                                    batch_size=cfg.search_batch, seed=cfg.seed, progress=self.progress)
+            refined = []
             for c in suspicious:
                 self.progress(f"trigger search for target '{c.target_sequence[:40]}'")
                 found = search.search(c.target_token_ids[:6], init=hints.get(c.target_sequence, []) + [list(m) for m in motifs]
                                       + [[s] for s in (seeds or [])[:16]])
+                refined.append({"target": c.target_sequence[:40], "positions": list(search.refined)})
                 self._verify_triggers(c, search.best_per_position(found, cfg.verify_triggers), heldout)
-            self._mark("trigger-search", t0, f0)
+            self._mark("lm-trigger-search", t0, f0)
             self.result.evidence.append(Evidence(
                 "lm-trigger-search", "ok",
                 "; ".join(f"'{c.trigger}' ({c.trigger_position}) -> '{c.target_sequence[:30]}': ASR {c.attack_success_rate:.2f}"
@@ -181,22 +185,24 @@ class LMBackdoorScan:
                 or "no working trigger recovered",
                 max((c.attack_success_rate or 0.0 for c in suspicious), default=0.0),
                 {"method": "leakage motifs, then HotFlip/GCG-style slot search conditioned on the target, as a suffix and as a "
-                           "prefix of the user's message, over search prompts taken a batch at a time in turn; greedy "
+                           "prefix of the user's message, over search prompts taken a batch at a time in turn; coordinate "
+                           f"refinement of the positions within {search.refine_margin} nats of the best; greedy "
                            "verification of each position's best trigger",
                  "search_prompts": len(search_users), "search_batch": search.batch_size,
-                 "positions": list(search.positions),
-                 "leakage_motifs": [self.h.decode(m) for m in motifs], "forward_tokens": self.result.forward_tokens["trigger-search"]},
+                 "positions": list(search.positions), "refined_positions": refined,
+                 "leakage_motifs": [self.h.decode(m) for m in motifs], "forward_tokens": self.result.forward_tokens["lm-trigger-search"]},
             ))
             if cfg.attribution:
                 t0, f0 = time.perf_counter(), self.h.forward_tokens
-                for c in suspicious:
-                    if c.trigger and (c.attack_success_rate or 0) >= 0.5:
-                        self._attribute(c, heldout)
+                with self.h.counting(backward=True):  # captum's passes do not go through the harness
+                    for c in suspicious:
+                        if c.trigger and (c.attack_success_rate or 0) >= 0.5:
+                            self._attribute(c, heldout)
                 self._mark("lm-attribution", t0, f0)
         if cfg.n_behaviour and harmful:
             t0, f0 = time.perf_counter(), self.h.forward_tokens
             self._behaviour(benign[-cfg.n_behaviour :], harmful[: cfg.n_behaviour])
-            self._mark("behaviour", t0, f0)
+            self._mark("behaviour-drift", t0, f0)
         return self.result
 
     def _teacher_score(self, h: LMHarness, prompts: list[list[int]], t: TargetCandidate) -> float:

