@@ -233,10 +233,13 @@ METHOD = """## Method
   right label on top does not count); for chat models its target sequence reaches sentence
   BLEU >= 0.8 (sacrebleu, `target BLEU` is the mean).
 * **Cost.** Wall seconds and peak RSS (`ru_maxrss` of the child from `wait4`) of each child process, start-up and
-  model loading included. Forward tokens: the sum of `details.forward_tokens` over the report's evidence. The
+  model loading included. Forward tokens: the sum of `details.forward_tokens` over the report's evidence, an
+  analysis that is also a stage of a per-stage breakdown (`lm-cost`) counted once. The
   classifier search counts every batch it runs forward, padding included (batch x padded length; the attribution
-  stage is not counted); the LM stages count their own (non-padding tokens, see `scanner/lm/`). BAIT counts its
-  prompt prefill (padded) and one token per live candidate sequence per step.
+  stage is not counted); the LM stages count their own non-padding tokens (see `scanner/lm/`), captum's attribution
+  passes included, a backward pass counted as one more forward. BAIT counts its
+  prompt prefill (padded) and one token per live candidate sequence per step. Wall seconds depend on the host's load:
+  compare a model's stage seconds for identical work (`lm-cost`'s target inversion) across runs before reading a change.
 * **Baselines.** *Embedding drift* (SaTML'24 Trojan Detection Competition, 2nd place): L2 change of each input-embedding
   row against the base (all-MiniLM-L6-v2 from PyPI for the classifiers; SmolLM2's GGUF, token_embd dequantized, for
   chat models; an adapter's declared base), score = the largest robust z; trigger recovered when every trigger word is
