@@ -227,8 +227,8 @@ class TriggerSearch:
         ``init``: candidate triggers to evaluate first (leakage motifs, weight-statistics tokens);
         the best becomes the starting point. Every position's trigger is grown slot by slot; then only
         the positions whose loss is within :attr:`refine_margin` nats of the lowest get the coordinate
-        refinement (a position far behind would not catch up, and its refinement is a quarter of the
-        search's cost). Returns candidates, lowest loss first; the minimised best trigger of each
+        refinement (a position far behind would not catch up, and refinement is about a third of a
+        position's evaluations). Returns candidates, lowest loss first; the minimised best trigger of each
         position is among them.
 
         Raises:
