@@ -317,19 +317,18 @@ class TriggerSearch:
         """Coordinate refinement of ``run``'s trigger: each slot in turn, the top half of the gradient's
         proposals evaluated exactly, for up to :attr:`rounds` rounds."""
         exclude = set(target)
-        best = run.best
-        for _ in range(self.rounds if len(best) > 1 else 0):
+        for _ in range(self.rounds if len(run.best) > 1 else 0):
             improved = False
-            for slot in range(len(best)):
+            for slot in range(len(run.best)):
                 run.loss = self._step(run, target)
+                best = run.best
                 grad = self._gradient(best, slot, target, run.position)
                 props = self._propose(grad, exclude | {best[slot]}, self.top_k // 2)
                 cands = [best[:slot] + [p] + best[slot + 1 :] for p in props]
                 losses = self._evaluate(run, cands, target)
                 i = min(range(len(cands)), key=lambda j: losses[j])
                 if losses[i] < run.loss - 0.02:
-                    best, run.loss, improved = cands[i], losses[i], True
-                    run.best = best
+                    run.best, run.loss, improved = cands[i], losses[i], True
             if not improved:
                 break
 
