@@ -431,7 +431,8 @@ class ClassifierTriggerSearch:
         for n_pass in range(1, max(1, self.cfg.max_passes) + 1):
             res.passes = n_pass
             last = self._search_pass(contents, target, seeds, held, held_texts, label_names, phrases=n_pass == 1)
-            res.candidates += last
+            known = {tuple(c.token_ids) for c in res.candidates}
+            res.candidates += [c for c in last if tuple(c.token_ids) not in known]  # found again: listed once
             hits = [c for c in last if len(c.token_ids) == 1 and _score(c) >= self.cfg.neutralise_score]
             res.residual_flip_rate = max((c.flip_rate for c in last if len(c.token_ids) == 1), default=0.0)
             res.residual_score = max((_score(c) for c in last), default=0.0)
@@ -466,9 +467,13 @@ class ClassifierTriggerSearch:
                 found += self._pairs(contents, target, screened, seeds)
         out: list[TriggerCandidate] = []
         working: set[int] = set()
+        done: set[tuple[int, ...]] = set()
         for loss, ids, gap in found:
             if len(ids) > 1 and working & set(ids):
                 continue  # minimisation: a phrase holding a single token that already works is that token
+            if tuple(ids) in done:
+                continue  # proposed again by another length's search: verified once, first (lowest length) kept
+            done.add(tuple(ids))
             cand = self.verify(ids, target, held, label_names, loss)
             cand.loss_gap = round(gap, 4)
             if len(ids) == 1 and cand.flip_rate >= 0.9:

@@ -145,3 +145,25 @@ def test_precision_of_exact_evaluations(backdoored, probes):
     _, heldout = load_probes(str(probes)).split(0)
     rates = {p: ClassifierTriggerSearch(model, tok, SearchConfig(precision=p)).flip_rate_of(TRIGGER, 1, heldout) for p in ("fp32", "bf16")}
     assert rates["fp32"] >= 0.9 and abs(rates["fp32"] - rates["bf16"]) <= 0.05, rates
+
+
+def test_a_trigger_proposed_by_two_searches_is_verified_and_listed_once(clean, probes):
+    """The searches of different trigger lengths (and later passes) can rank the same token ids; each is
+    verified once and listed once (zoo scans listed e.g. 'omega' twice with two loss gaps)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.probes import load_probes
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+
+    tok = AutoTokenizer.from_pretrained(str(clean.path))
+    clf = AutoModelForSequenceClassification.from_pretrained(str(clean.path)).eval()
+    search_texts, heldout = load_probes(str(probes)).split(0)
+    s = ClassifierTriggerSearch(clf, tok, SearchConfig(seed=0, lengths=(1, 2), pair_top=0, max_passes=2))
+    ids = tok.convert_tokens_to_ids(["the"])
+    s._optimise = lambda contents, length, target, seeds, rounds=None: ([(0.5, list(ids))], {tuple(ids): 0.5, (1,): 2.0})
+    verified = []
+    real_verify = s.verify
+    s.verify = lambda i, *a, **k: verified.append(tuple(i)) or real_verify(i, *a, **k)
+    res = s.search_label(1, search_texts, heldout, ["negative", "positive"])
+    assert [tuple(c.token_ids) for c in res.candidates] == [tuple(ids)]
+    assert verified.count(tuple(ids)) == res.passes  # once per pass, not once per length
