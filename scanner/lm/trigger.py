@@ -338,9 +338,11 @@ class TriggerSearch:
         position, best, out = run.position, run.best, []
         extra = {"refined": not run.skipped_refinement}
         if best:
-            best = self.minimise(best, self.loss([best], target, position)[0], target, position=position)
-            out.append(TriggerCandidate(best, self.h.decode(best), self.loss([best], target, position)[0],
-                                        "gradient, minimised", position, dict(extra)))
+            full = self.loss([best], target, position)[0]
+            short = self.minimise(best, full, target, position=position)
+            loss = full if short == best else self.loss([short], target, position)[0]  # unchanged: already scored
+            best = short
+            out.append(TriggerCandidate(best, self.h.decode(best), loss, "gradient, minimised", position, dict(extra)))
         others = [list(c) for c, _ in sorted(run.tried.items(), key=lambda kv: kv[1][0]) if list(c) != best][: 8 if self._rotate else 4]
         losses = self.loss(others, target, position) if self._rotate and others else [run.tried[tuple(c)][0] for c in others]
         out += sorted((TriggerCandidate(c, self.h.decode(c), l, run.tried[tuple(c)][1], position, dict(extra))
