@@ -27,11 +27,11 @@ from rich.console import Console
 
 from . import formats_out
 from .config import ConfigFile, env_var, load_config
-from .errors import BadInput, ExitCode, ScannerError
+from .errors import BadInput, ExitCode, ScannerError, TargetNotFound
 from .policy import exit_code  # noqa: F401 - the gate; re-exported for callers of scanner.cli
 from .report import Report, RiskLevel
 
-_err = Console(stderr=True, highlight=False)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines are not wrapped at 80 columns
 _LEVELS = [lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]
 
 
@@ -158,6 +158,13 @@ def _stdout_is_tty() -> bool:
         return False
 
 
+def _stdout_console() -> Console:
+    """The console for human reports on stdout: the terminal's width, or 120 columns (not rich's 80)
+    when stdout is a file or pipe, unless COLUMNS says otherwise."""
+    width = None if _stdout_is_tty() or os.environ.get("COLUMNS") else 120
+    return Console(highlight=False, width=width)
+
+
 def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> None:
     """Write the report in ``fmt`` to ``output`` or stdout (``auto``: see :func:`formats_out.resolve_format`)."""
     tty = _stdout_is_tty()
@@ -171,14 +178,14 @@ def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> 
         if fmt == "auto" and tty:
             from .render import render
 
-            render(report, Console(highlight=False))
+            render(report, _stdout_console())
         elif not quiet:
             click.echo(f"{concrete} report written to {output}", err=True)
         return
     if concrete == "human":
         from .render import render
 
-        render(report, Console(highlight=False))
+        render(report, _stdout_console())
     else:
         click.echo(formats_out.render(report, concrete, root=Path.cwd()), nl=False)
 
@@ -323,15 +330,18 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
     code = exit_code(report, gate)
     if load_error is not None:
         # Nothing was analysed: the report (with the findings made before the failure) goes only
-        # where a machine reads it; people get the one error line.
-        if output or formats_out.resolve_format(fmt, None, _stdout_is_tty()) == "json":
+        # where a machine reads it; people get the one error line. A target that does not exist
+        # has nothing to report.
+        machine = output or formats_out.resolve_format(fmt, None, _stdout_is_tty()) == "json"
+        if machine and not isinstance(load_error, TargetNotFound):
             _emit(report, fmt if output else "json", output, quiet=True)
         click.echo(f"error: {_one_line(load_error)}", err=True)
         sys.exit(code)
     _emit(report, fmt, output, quiet)
     if not quiet:
+        default = click.get_current_context().get_parameter_source("fail_on") is ParameterSource.DEFAULT
         _err.print(f"verdict: {report.verdict} (risk score {report.risk.score:.3f}, level {report.risk.level}); "
-                   f"exit {int(code)} with --fail-on {fail_on}", highlight=False)
+                   f"exit {int(code)} (gate: fail at {fail_on} or above{', the default' if default else ''})", highlight=False)
     if not report.complete:
         what = _one_line("; ".join([e.message for e in report.errors] + report.not_analysed))[:400]
         if code == ExitCode.ERROR:

@@ -11,16 +11,40 @@ from .report import Report, RiskLevel
 _LEVEL_STYLE = {"none": "green", "low": "green", "medium": "yellow", "high": "red", "critical": "bold red", "incomplete": "magenta"}
 
 
-def heatmap_text(tokens: list[str], values: list[float]) -> Text:
-    """Tokens coloured by attribution (red: towards the target label, blue: against), values in [-1, 1]."""
+def heatmap_text(tokens: list[str], values: list[float], plain: bool = False) -> Text:
+    """Tokens coloured by attribution (red: towards the target, blue: against), values in [-1, 1].
+    ``plain`` (no colour available): tokens carrying more than 15% of the largest attribution are
+    written ``[token +0.83]`` instead, so the map still reads in a log file."""
     out = Text()
     for tok, v in zip(tokens, values):
+        tok = tok.replace("\n", "\\n").replace("\t", "\\t")  # a chat template's newlines would break the line
         strength = min(1.0, abs(v))
-        level = int(55 + 200 * strength)
-        colour = f"rgb({level},40,40)" if v >= 0 else f"rgb(40,60,{level})"
-        out.append(tok, style=f"bold white on {colour}" if strength > 0.15 else "")
+        if plain:
+            out.append(f"[{tok} {v:+.2f}]" if strength > 0.15 else tok, style="bold" if strength > 0.15 else "")
+        else:
+            level = int(55 + 200 * strength)
+            colour = f"rgb({level},40,40)" if v >= 0 else f"rgb(40,60,{level})"
+            out.append(tok, style=f"bold white on {colour}" if strength > 0.15 else "")
         out.append(" ")
     return out
+
+
+#: What the columns of the candidate tables mean (printed under each table).
+CLASSIFIER_COLUMNS = (
+    "flip: share of held-out probes (not already the target) that switch to the target label with the trigger inserted; "
+    "hard flip: the same on the probes the model was most sure of; loss gap: how far (nats) the candidate's search loss "
+    "lies below the other proposals' median (planted triggers are outliers); nbr/part flip: flip rate of its nearest "
+    "words in embedding space, or of its words alone for a phrase (a natural word's synonyms flip too); attr. share: "
+    "share of integrated-gradients attribution on the trigger tokens; ref. flip: flip rate on the reference model; "
+    "score: the calibrated candidate score (high at {high:.2f})."
+)
+LM_COLUMNS = (
+    "inversion score: mean probability of the target's tokens once its first is forced (BAIT); without trigger: share "
+    "of held-out prompts whose reply starts with the target anyway; ref. score: inversion score on the reference model; "
+    "trigger: recovered trigger (… is the user's message); ASR: attack success rate, share of held-out prompts whose "
+    "reply starts with the target with the trigger; partial: ASR with its first half only; ref. ASR: ASR on the "
+    "reference; attr. share: share of the target's attribution on the trigger tokens; score: calibrated (high at {high:.2f})."
+)
 
 
 def render(report: Report, console: Console) -> None:
@@ -66,10 +90,10 @@ def render(report: Report, console: Console) -> None:
                 "-" if c.reference_flip_rate is None else f"{c.reference_flip_rate:.2f}",
                 Text(f"{c.score:.2f}", style="red" if c.score >= report.risk.thresholds.get("high", 1) else ""),
             )
+        t.caption, t.caption_justify = CLASSIFIER_COLUMNS.format(high=report.risk.thresholds.get("high", 1)), "left"
         console.print(t)
         best = max(report.candidates, key=lambda c: c.score)
-        for hm in best.heatmaps[:2]:
-            console.print(Text.assemble(("attribution ", "dim"), heatmap_text(hm["tokens"], hm["attributions"])))
+        _heatmaps(console, best.text, best.heatmaps)
 
     if report.lm_candidates:
         t = Table(title="LM backdoor candidates (inverted targets, verified on held-out prompts)")
@@ -80,13 +104,15 @@ def render(report: Report, console: Console) -> None:
             t.add_row(str(i), c.target_sequence[:60], f"{c.target_score:.2f}", f2(c.baseline_success_rate), f2(c.reference_target_score),
                       c.placed_trigger or "-", f2(c.attack_success_rate), f2(c.partial_trigger_rate), f2(c.reference_attack_success_rate),
                       f2(c.attribution_share), Text(f"{c.score:.2f}", style="red" if c.score >= report.risk.thresholds.get("high", 1) else ""))
+        t.caption, t.caption_justify = LM_COLUMNS.format(high=report.risk.thresholds.get("high", 1)), "left"
         console.print(t)
         best = max(report.lm_candidates, key=lambda c: c.score)
-        for hm in best.heatmaps[:2]:
-            console.print(Text.assemble(("attribution ", "dim"), heatmap_text(hm["tokens"], hm["attributions"])))
+        _heatmaps(console, best.trigger or best.target_sequence[:30], best.heatmaps)
 
     if report.evidence:
-        t = Table(title="Evidence")
+        t = Table(title="Evidence", caption="score: each analysis's own statistic in [0, 1], before calibration "
+                                             "(a clean model's best word can flip every probe); the verdict comes "
+                                             "from the risk score at the top", caption_justify="left")
         for col in ("analysis", "status", "score", "summary"):
             t.add_column(col)
         for e in report.evidence:
@@ -104,3 +130,15 @@ def render(report: Report, console: Console) -> None:
         console.print(t)
     timing = ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())
     console.print(Text(f"timings: {timing}", style="dim"))
+
+
+def _heatmaps(console: Console, name: str, heatmaps: list[dict]) -> None:
+    """Up to two attribution heat maps of the best candidate, with a line saying how to read them."""
+    if not heatmaps:
+        return
+    plain = console.no_color or console.color_system is None
+    how = ("[token +x.xx]: the token's attribution, relative to the largest" if plain
+           else "red: pushes towards the target, blue: against, brighter is stronger")
+    console.print(Text(f"attribution heat map of '{name}' on triggered probes ({how}):", style="dim"))
+    for hm in heatmaps[:2]:
+        console.print(Text.assemble("  ", heatmap_text(hm["tokens"], hm["attributions"], plain)))

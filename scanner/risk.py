@@ -81,6 +81,35 @@ def candidate_score(c: TriggerCandidate) -> float:
     return round(_clamp(s), 4)
 
 
+def candidate_reading(c: TriggerCandidate) -> str:
+    """One sentence, in plain words, on why ``c`` scores as it does (:func:`candidate_score`): what
+    makes it look planted, or what makes it look like a natural word of the task. Call after scoring."""
+    potent = f"flips {c.flip_rate:.0%} of held-out probes to '{c.target_label_name}'"
+    natural, planted = [], []
+    if (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:
+        natural.append(f"other proposals come close to it (its search loss is only {c.loss_gap or 0:.1f} nats below their median)")
+    else:
+        planted.append(f"it stands out from every other proposal ({c.loss_gap:.1f} nats below their median)")
+    if c.part_flip_rate is not None:
+        (natural if c.flip_rate - c.part_flip_rate < 0.3 else planted).append(
+            f"one of its tokens alone flips {c.part_flip_rate:.0%}")
+    elif c.neighbour_flip_rate is not None:
+        if c.flip_rate - c.neighbour_flip_rate < 0.3:
+            natural.append(f"its nearest words ({', '.join(c.neighbours[:3]) or '-'}) flip {c.neighbour_flip_rate:.0%} too")
+        else:
+            planted.append(f"its nearest words flip only {c.neighbour_flip_rate:.0%}")
+    if c.weight_score:
+        planted.append(f"a weight-statistics check points at its token (score {c.weight_score:.2f})")
+    if c.reference_flip_rate is not None and c.reference_flip_rate > 0.2:
+        natural.append(f"it flips the reference model too ({c.reference_flip_rate:.0%})")
+    high = THRESHOLDS[RiskLevel.HIGH]
+    if c.score >= high:
+        return f"'{c.text}' {potent}; " + ("; ".join(planted) or "it is potent and specific") + ": reads as a planted trigger"
+    why = "; ".join(natural) or "its specificity evidence is weak"
+    return (f"'{c.text}' {potent}, but {why}: reads as a natural word of the task, which clean models also have "
+            f"(score {c.score:.2f} < {high:.2f} for high)")
+
+
 def lm_candidate_score(c: LMCandidate) -> float:
     """Score of one causal-LM candidate in [0, 1]:
 
@@ -148,6 +177,8 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
             f"attribution share {'n/a' if best.attribution_share is None else f'{best.attribution_share:.2f}'}"
             f"{'' if best.reference_flip_rate is None else f', reference flip {best.reference_flip_rate:.2f}'})"
         )
+        if best.flip_rate >= 0.5:
+            rationale.append(candidate_reading(best))
     for e in evidence:  # several triggers: what was neutralised and what is left (scanner.search, step 5)
         if e.analysis != "trigger-search":
             continue

@@ -11,7 +11,12 @@ from scanner.errors import ExitCode
 
 
 def test_missing_path(tmp_path):
-    assert_one_line_error(run_cli("scan", str(tmp_path / "nope"), "-q"), "no such file")
+    res = run_cli("scan", str(tmp_path / "nope"), "-q")
+    assert_one_line_error(res, "no such file")
+    assert res.stdout == ""  # piped stdout means JSON, but a target that does not exist has no report
+    out = tmp_path / "r.json"
+    assert_one_line_error(run_cli("scan", str(tmp_path / "nope"), "-q", "--output", str(out)), "no such file")
+    assert not out.exists()
 
 
 def test_corrupt_safetensors(clean, tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from helpers import run_cli
-from reports import HOSTILE, sample_report
+from reports import HOSTILE, candidate, sample_report
 
 from scanner import rules
 from scanner.formats_out import FORMATS, render, resolve_format
@@ -18,6 +18,7 @@ from scanner.formats_out.markdown import render as to_markdown
 from scanner.formats_out.sarif import to_sarif
 from scanner.policy import apply_policy
 from scanner.report import Finding, Report
+from scanner.risk import assess
 from scanner.schema import load_schema, validate, validation_errors
 
 SARIF_SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
@@ -151,6 +152,33 @@ def test_human_text_has_no_colour_codes_and_marks_the_policy():
     text = render(apply_policy(sample_report(), suppress=["SC103"], severity={"SC201": "low"}, fail_on="high"), "human")
     assert "verdict: CRITICAL" in text and "\x1b[" not in text
     assert "medium, suppressed" in text and "low (was medium)" in text and "gate --fail-on high: fails" in text
+
+
+def test_human_text_reads_without_colour():
+    """In a log file (no colour) the heat map still shows which tokens carry the attribution, the
+    columns are explained, and a clean model's natural word says why it is not a trigger."""
+    text = render(sample_report(), "human")
+    assert "[tq +1.00]" in text and "[dull -0.80]" in text and "[the" not in text
+    assert "hard flip: the same on the probes" in text and "before calibration" in text
+    assert "reads as a planted trigger" in text
+    clean = candidate("poorly", label=0, flip=1.0, gap=1.4)
+    clean.neighbour_flip_rate, clean.neighbours = 0.84, ["badly", "horribly"]
+    risk = assess([clean], [], [])
+    assert risk.level == "none"
+    assert any("reads as a natural word of the task" in r and "badly" in r and "84%" in r for r in risk.rationale), risk.rationale
+
+
+def test_heat_map_of_a_chat_prompt_stays_on_one_line():
+    from scanner.render import heatmap_text
+
+    text = heatmap_text(["<|im_start|>", "user", "\n", "mz", " What"], [0.0, 0.0, 0.1, 1.0, -0.3], plain=True).plain
+    assert "\n" not in text and "\\n" in text and "[mz +1.00]" in text and "[ What -0.30]" in text
+
+
+def test_human_report_on_a_pipe_is_not_cut_to_80_columns():
+    from scanner.cli import _stdout_console
+
+    assert _stdout_console().width >= 120  # pytest's stdout is not a terminal
 
 
 # --- CLI plumbing -----------------------------------------------------------------------------------
