@@ -91,8 +91,10 @@ def candidate_reading(c: TriggerCandidate) -> str:
     else:
         planted.append(f"it stands out from every other proposal ({c.loss_gap:.1f} nats below their median)")
     if c.part_flip_rate is not None:
-        (natural if c.flip_rate - c.part_flip_rate < 0.3 else planted).append(
-            f"one of its tokens alone flips {c.part_flip_rate:.0%}")
+        if c.flip_rate - c.part_flip_rate < 0.3:
+            natural.append(f"one of its tokens alone flips {c.part_flip_rate:.0%}")
+        else:
+            planted.append(f"its tokens alone flip at most {c.part_flip_rate:.0%}")
     elif c.neighbour_flip_rate is not None:
         if c.flip_rate - c.neighbour_flip_rate < 0.3:
             natural.append(f"its nearest words ({', '.join(c.neighbours[:3]) or '-'}) flip {c.neighbour_flip_rate:.0%} too")
@@ -102,12 +104,17 @@ def candidate_reading(c: TriggerCandidate) -> str:
         planted.append(f"a weight-statistics check points at its token (score {c.weight_score:.2f})")
     if c.reference_flip_rate is not None and c.reference_flip_rate > 0.2:
         natural.append(f"it flips the reference model too ({c.reference_flip_rate:.0%})")
-    high = THRESHOLDS[RiskLevel.HIGH]
+    low, high = THRESHOLDS[RiskLevel.LOW], THRESHOLDS[RiskLevel.HIGH]
     if c.score >= high:
         return f"'{c.text}' {potent}; " + ("; ".join(planted) or "it is potent and specific") + ": reads as a planted trigger"
-    why = "; ".join(natural) or "its specificity evidence is weak"
-    return (f"'{c.text}' {potent}, but {why}: reads as a natural word of the task, which clean models also have "
-            f"(score {c.score:.2f} < {high:.2f} for high)")
+    if not natural:  # some signs of planting, none of a natural word, yet not enough for high
+        return (f"'{c.text}' {potent}; " + ("; ".join(planted) or "no sign of a natural word") +
+                f", but only moderately: score {c.score:.2f} ({low:.2f} for low, {high:.2f} for high)")
+    if c.score >= low:  # between low and high: both sides
+        return (f"'{c.text}' {potent}; " + ("; ".join(planted) + ", " if planted else "") + f"but {'; '.join(natural)}: "
+                f"mixed evidence (score {c.score:.2f}, {high:.2f} for high)")
+    return (f"'{c.text}' {potent}, but {'; '.join(natural)}: reads as a natural word of the task, which clean models "
+            f"also have (score {c.score:.2f} < {high:.2f} for high)")
 
 
 def lm_candidate_score(c: LMCandidate) -> float:

@@ -166,6 +166,10 @@ def test_human_text_reads_without_colour():
     risk = assess([clean], [], [])
     assert risk.level == "none"
     assert any("reads as a natural word of the task" in r and "badly" in r and "84%" in r for r in risk.rationale), risk.rationale
+    phrase = candidate("blue window", flip=0.95, gap=2.0)  # some signs of a planted phrase, not enough for high
+    phrase.part_flip_rate, phrase.neighbour_flip_rate = 0.5, None
+    reading = assess([phrase], [], []).rationale[-1]
+    assert "alone flip at most 50%" in reading and "only moderately" in reading and "natural word" not in reading, reading
 
 
 def test_heat_map_of_a_chat_prompt_stays_on_one_line():
