@@ -124,6 +124,7 @@ def test_markdown_summary_for_a_pull_request(backdoored_report):
     assert md.startswith("## ") and backdoored_report.verdict.upper() in md
     assert "gate `--fail-on high`: **fails**" in md
     assert "| SC301 token-trigger |" in md and "### Trigger candidates" in md
+    assert "_flip rate: share of held-out probes that switch to the target label" in md
     assert "`tq`" in md
 
 

@@ -66,7 +66,10 @@ def render(report: Report, max_candidates: int = 5) -> str:
                        f"{pct(c.attribution_share)} | {pct(c.reference_flip_rate)} | {c.score:.2f} |")
         if len(ranked) > max_candidates:
             out.append(f"\n_{len(ranked) - max_candidates} more candidate(s) in the full report._")
-        out.append("")
+        out += ["", f"_flip rate: share of held-out probes that switch to the target label with the trigger inserted; "
+                    f"hard-probe: the same on the probes the model was most sure of; score: calibrated, high at "
+                    f"{report.risk.thresholds.get('high', 1):.2f}. A clean model's strongest label words flip most probes "
+                    f"too and score low (see the rationale below)._", ""]
 
     if report.lm_candidates:
         ranked_lm = sorted(report.lm_candidates, key=lambda c: -c.score)
@@ -76,7 +79,10 @@ def render(report: Report, max_candidates: int = 5) -> str:
         for i, c in enumerate(ranked_lm[:max_candidates], 1):
             out.append(f"| {i} | {code(c.target_sequence[:80])} | {c.target_score:.2f} | {pct(c.baseline_success_rate)} | "
                        f"{code(c.placed_trigger) if c.trigger else '-'} | {pct(c.attack_success_rate)} | {c.score:.2f} |")
-        out.append("")
+        out += ["", "_inversion score: mean probability of the target's tokens once its first is forced (BAIT); without "
+                    "trigger: share of held-out prompts whose reply starts with the target anyway; attack success: the "
+                    f"same with the trigger (… is the user's message); score: calibrated, high at "
+                    f"{report.risk.thresholds.get('high', 1):.2f}._", ""]
 
     if report.errors or report.not_analysed:
         out += ["### Not analysed / errors", ""]
