@@ -181,9 +181,10 @@ def test_suffix_trigger_loss_with_the_message_cached_equals_the_full_sequences(c
     assert spent < sum(len(s) + len(target) for s in full)
 
 
-def test_trigger_verification_breaks_screening_ties_by_search_loss(chat_clean, monkeypatch):
-    """Two found triggers that fire on the same screening prompts: the lower search loss is verified
-    (a shorter minimised form is not preferred when it did no better on the screening prompts)."""
+def test_trigger_verification_screens_apart_from_the_held_out_prompts(chat_clean, monkeypatch):
+    """Found triggers are screened by generation on prompts of their own; ties go to the higher greedy
+    success rate on the search prompts, then the lower search loss; the ASR comes from every held-out
+    prompt and from nothing the screening saw (the chosen trigger's lucky screening prompts do not count)."""
     from scanner.lm.scan import LMBackdoorScan
     from scanner.lm.trigger import TriggerCandidate
     from scanner.report import LMCandidate
@@ -193,14 +194,40 @@ def test_trigger_verification_breaks_screening_ties_by_search_loss(chat_clean, m
     calls = []
 
     def fake_hits(_h, _c, trigger, _position, users):
-        calls.append((trigger, len(users)))
-        return [i % 2 == 0 for i in range(len(users))]  # every trigger fires on the same half
+        calls.append((trigger, tuple(users)))
+        if users[0].startswith("screen"):
+            return [True] * len(users)  # every trigger fires on every screening prompt: a three-way tie
+        return [i % 4 == 0 for i in range(len(users))]
 
     monkeypatch.setattr(LMBackdoorScan, "_hits", staticmethod(fake_hits))
-    found = [TriggerCandidate([5], "short", 0.30, "gradient, minimised", "prefix"),
-             TriggerCandidate([5, 6, 7], "long form", 0.10, "gradient", "prefix")]
+    found = [TriggerCandidate([5], "short", 0.30, "gradient, minimised", "prefix", search_success_rate=0.75),
+             TriggerCandidate([5, 6, 7], "long form", 0.10, "gradient", "prefix", search_success_rate=0.75),
+             TriggerCandidate([5, 8], "lowest loss", 0.05, "gradient", "prefix", search_success_rate=0.5)]
+    screen, heldout = [f"screen {i}" for i in range(8)], [f"held {i}" for i in range(16)]
     c = LMCandidate("target", [1, 2], 0.9, 0.1)
-    scan_._verify_triggers(c, found, [f"prompt {i}" for i in range(16)])
-    assert c.trigger == "long form" and c.trigger_search_loss == 0.1
-    assert c.attack_success_rate == 0.5
-    assert calls[:2] == [("short", 8), ("long form", 8)] and calls[2] == ("long form", 8)  # then the rest of the held-out
+    scan_._verify_triggers(c, found, screen, heldout)
+    assert c.trigger == "long form" and c.trigger_search_loss == 0.1  # higher search rate beats 'lowest loss'
+    assert c.attack_success_rate == 0.25  # 4 of the 16 held-out prompts, none of the screening ones
+    assert [t for t, u in calls if u == tuple(screen)] == ["short", "long form", "lowest loss"]
+    assert ("long form", tuple(heldout)) in calls
+
+
+def test_search_scores_a_trigger_by_greedy_success_on_the_search_prompts(chat_backdoored):
+    """The search's evaluation gives each trigger, with its loss, the share of search prompts on which
+    every target token is the most probable one (teacher-forced); it agrees with greedy generation:
+    the planted trigger succeeds on every prompt, no trigger on none."""
+    from scanner.lm.trigger import TriggerSearch
+    from scanner.lm.verify import rate, replies, with_trigger
+
+    h = _harness(chat_backdoored.path)
+    users = [s for s, _ in tiny.sentences(6, 31)]
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    search = TriggerSearch(h, users, positions=("suffix",))
+    planted = h.tok(" " + CHAT_TRIGGER, add_special_tokens=False)["input_ids"]
+    (l_t, r_t), (l_0, r_0) = search.evaluate([planted, []], target, "suffix")
+    greedy = rate([hits_target(r, tiny.TINY_TARGET) for r in replies(h, [with_trigger(u, CHAT_TRIGGER) for u in users], 8)])
+    assert r_t == 1.0 and greedy == 1.0 and l_t < l_0
+    assert r_0 == 0.0
+    lp, top = h.continuation_logprobs([h.prompt_ids(users[0])], [target], greedy=True)
+    assert top.shape == lp.shape and not bool(top.all())
+

@@ -144,17 +144,21 @@ class LMHarness:
             outs.append(torch.log_softmax(logits.float(), -1))
         return torch.cat(outs)
 
-    def continuation_logprobs(self, prefixes: list[list[int]], conts: list[list[int]], shared: list[int] | None = None):
+    def continuation_logprobs(self, prefixes: list[list[int]], conts: list[list[int]], shared: list[int] | None = None,
+                              greedy: bool = False):
         """Teacher-forced log-probability of each token of ``conts[i]`` after ``shared + prefixes[i]``:
         float tensor ``[B, L]`` with ``L = max len(conts)``; positions past a shorter continuation are 0.
 
         ``shared``: a prefix common to every row (e.g. the system turn), encoded once per batch and
-        reused through the KV cache."""
+        reused through the KV cache. ``greedy``: also return a bool tensor ``[B, L]``, True where the
+        continuation's token is the most probable one there (True past a shorter continuation): a row
+        all True is a continuation that greedy decoding emits token for token."""
         import torch
 
         seqs = [p + c for p, c in zip(prefixes, conts)]
         L = max(len(c) for c in conts)
         out = torch.zeros(len(seqs), L)
+        top = torch.ones(len(seqs), L, dtype=torch.bool)
         S = len(shared or [])
         for a, b in self._chunks(seqs):
             self._check()
@@ -180,7 +184,9 @@ class LMHarness:
                 start = L - len(c)  # left padding: a continuation ends at the last position
                 idx = torch.tensor(c)
                 out[i, : len(c)] = logp[r, start : start + len(c)].gather(-1, idx[:, None])[:, 0]
-        return out
+                if greedy:
+                    top[i, : len(c)] = logp[r, start : start + len(c)].argmax(-1) == idx
+        return (out, top) if greedy else out
 
     def generate(self, prefixes: list[list[int]], max_new_tokens: int = 16, *, sample: bool = False,
                  temperature: float = 1.0, num_return_sequences: int = 1, seed: int = 0) -> list[list[int]]:

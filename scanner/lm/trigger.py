@@ -42,7 +42,10 @@ from .inversion import recurring_motifs
 class TriggerCandidate:
     """A candidate trigger: token ids inserted in the user's message at ``position`` (``suffix``:
     appended; ``prefix``: before the message), its text, the target's search objective
-    (:func:`target_objective`, nats) on the search prompts with the trigger, and where it came from."""
+    (:func:`target_objective`, nats) on the search prompts with the trigger, and where it came from.
+    ``search_success_rate``: share of the search prompts on which, with the trigger, every target token
+    is the most probable one when teacher-forced (greedy decoding would emit the target's opening);
+    ``None`` when it was not measured on all of them."""
 
     token_ids: list[int]
     text: str
@@ -50,12 +53,14 @@ class TriggerCandidate:
     source: str
     position: str = "suffix"
     extra: dict = field(default_factory=dict)
+    search_success_rate: float | None = None
 
 
 @dataclass
 class _Run:
     """The state of one position's search: its best trigger, that trigger's loss on the last batch
-    (nats), every candidate tried (loss on its batch, source) and how far its prompt rotation got."""
+    (nats), every candidate tried (loss and greedy success rate on its batch, source) and how far its
+    prompt rotation got."""
 
     position: str
     best: list[int] = field(default_factory=list)
@@ -166,19 +171,31 @@ class TriggerSearch:
 
     def loss(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[float]:
         """Search objective (:func:`target_objective`, nats) of ``target`` averaged over the search
-        prompts, per trigger inserted at ``position``. The part of each sequence before the trigger is
-        encoded once and reused through the KV cache: the template's user prefix, and for a suffix
-        trigger the whole message too (one call per prompt)."""
+        prompts of the current batch, per trigger inserted at ``position`` (see :meth:`evaluate`)."""
+        return [l for l, _ in self.evaluate(trigs, target, position)]
+
+    def evaluate(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[tuple[float, float]]:
+        """Per trigger inserted at ``position``: the search objective (:func:`target_objective`, nats)
+        of ``target`` averaged over the current batch of search prompts, and the greedy success rate:
+        the share of those prompts on which every target token is the most probable one, teacher-forced
+        (a trigger with a low mean loss can still leave the target second on some prompts, and greedy
+        attack success counts prompts, not nats). Both come from the same forward pass. The part of each
+        sequence before the trigger is encoded once and reused through the KV cache: the template's
+        user prefix, and for a suffix trigger the whole message too (one call per prompt)."""
         if position == "suffix":  # the template's user prefix and the message are the same for every trigger
-            per_prompt = [target_objective(self.h.continuation_logprobs(
-                [t + self.post for t in trigs], [target for _ in trigs], shared=self.pre + self.user_ids[position][u]))
-                for u in self.batch]
-            return [float(sum(p[i] for p in per_prompt)) / len(per_prompt) for i in range(len(trigs))]
+            per_prompt = []
+            for u in self.batch:
+                lp, top = self.h.continuation_logprobs([t + self.post for t in trigs], [target for _ in trigs],
+                                                       shared=self.pre + self.user_ids[position][u], greedy=True)
+                per_prompt.append((target_objective(lp), top.all(-1)))
+            n = len(per_prompt)
+            return [(float(sum(p[0][i] for p in per_prompt)) / n, sum(bool(p[1][i]) for p in per_prompt) / n)
+                    for i in range(len(trigs))]
         n = len(self.batch)
         prefixes = [self._unshared(t, u, position)[0] for t in trigs for u in self.batch]
-        lp = self.h.continuation_logprobs(prefixes, [target for _ in prefixes], shared=self.pre)
-        per = target_objective(lp)
-        return [float(per[i * n : (i + 1) * n].mean()) for i in range(len(trigs))]
+        lp, top = self.h.continuation_logprobs(prefixes, [target for _ in prefixes], shared=self.pre, greedy=True)
+        per, hit = target_objective(lp), top.all(-1).float()
+        return [(float(per[i * n : (i + 1) * n].mean()), float(hit[i * n : (i + 1) * n].mean())) for i in range(len(trigs))]
 
     def _gradient(self, trig: list[int], slot: int, target: list[int], position: str = "suffix"):
         """First-order estimate of the loss change for every vocabulary token at ``slot``: ``[V]``."""
@@ -249,18 +266,23 @@ class TriggerSearch:
         return sorted(found, key=lambda c: c.loss)
 
     def best_per_position(self, found: list[TriggerCandidate], n: int = 1, slack: float = 0.15) -> list[TriggerCandidate]:
-        """Up to ``n`` non-empty candidates of each position in ``found``: first the shortest whose loss
-        is within ``slack`` nats of that position's lowest (the minimised form beats a longer one that
-        only adds noise), then the others by loss. Positions are ordered by their lowest loss; within a
-        position the candidates keep that order."""
+        """Up to ``n`` non-empty candidates of each position in ``found``, the best first: among those
+        with the position's highest greedy success rate on the search prompts (unmeasured counts
+        lowest), the shortest whose loss is within ``slack`` nats of their lowest (the minimised form
+        beats a longer one that only adds noise); then the others by success rate, then loss. Positions
+        are ordered by their first candidate's success rate, then loss."""
+        def key(c: TriggerCandidate) -> tuple[float, float]:
+            return (-(c.search_success_rate if c.search_success_rate is not None else -1.0), c.loss)
+
         groups = []
         for position in dict.fromkeys(c.position for c in found):
-            mine = sorted((c for c in found if c.position == position and c.token_ids), key=lambda c: c.loss)
+            mine = sorted((c for c in found if c.position == position and c.token_ids), key=key)
             if not mine:
                 continue
-            first = min((c for c in mine if c.loss <= mine[0].loss + slack), key=lambda c: (len(c.token_ids), c.loss))
+            top = [c for c in mine if key(c)[0] == key(mine[0])[0] and c.loss <= mine[0].loss + slack]
+            first = min(top, key=lambda c: (len(c.token_ids), c.loss))
             groups.append([first] + [c for c in mine if c is not first][: n - 1])
-        return [c for g in sorted(groups, key=lambda g: min(c.loss for c in g)) for c in g]
+        return [c for g in sorted(groups, key=lambda g: key(g[0])) for c in g]
 
     # ---- one position's search, in phases --------------------------------------------------
     @property
@@ -268,9 +290,9 @@ class TriggerSearch:
         return self.batch_size < len(self.users)
 
     def _evaluate(self, run: _Run, cands: list[list[int]], target: list[int], source: str = "gradient") -> list[float]:
-        losses = self.loss(cands, target, run.position)
-        run.tried.update((tuple(c), (l, source)) for c, l in zip(cands, losses) if c)
-        return losses
+        scores = self.evaluate(cands, target, run.position)
+        run.tried.update((tuple(c), (l, source, r)) for c, (l, r) in zip(cands, scores) if c)
+        return [l for l, _ in scores]
 
     def _step(self, run: _Run, target: list[int]) -> float:
         """Next prompt batch of ``run``'s rotation; the current best's loss on it (comparisons stay
@@ -333,21 +355,27 @@ class TriggerSearch:
                 break
 
     def _finish(self, run: _Run, target: list[int]) -> list[TriggerCandidate]:
-        """The minimised best trigger and up to 4 runners-up, all scored on every search prompt."""
+        """The minimised best trigger, the best itself when minimising changed it, and the runners-up by
+        loss (8 with prompt rotation, else 4), each with its loss and greedy success rate on every
+        search prompt."""
         self._all_prompts()
         position, best, out = run.position, run.best, []
         extra = {"refined": not run.skipped_refinement}
+
+        def candidate(ids: list[int], score: tuple[float, float], source: str) -> TriggerCandidate:
+            return TriggerCandidate(ids, self.h.decode(ids), score[0], source, position, dict(extra), score[1])
+
         if best:
-            full = self.loss([best], target, position)[0]
-            short = self.minimise(best, full, target, position=position)
-            loss = full if short == best else self.loss([short], target, position)[0]  # unchanged: already scored
-            best = short
-            out.append(TriggerCandidate(best, self.h.decode(best), loss, "gradient, minimised", position, dict(extra)))
-        others = [list(c) for c, _ in sorted(run.tried.items(), key=lambda kv: kv[1][0]) if list(c) != best][: 8 if self._rotate else 4]
-        losses = self.loss(others, target, position) if self._rotate and others else [run.tried[tuple(c)][0] for c in others]
-        out += sorted((TriggerCandidate(c, self.h.decode(c), l, run.tried[tuple(c)][1], position, dict(extra))
-                       for c, l in zip(others, losses)), key=lambda c: c.loss)[:4]
-        return out
+            full = self.evaluate([best], target, position)[0]
+            short = self.minimise(best, full[0], target, position=position)
+            out.append(candidate(short, full if short == best else self.evaluate([short], target, position)[0], "gradient, minimised"))
+            if short != best:
+                out.append(candidate(best, full, "gradient"))
+        seen = {tuple(c.token_ids) for c in out}
+        others = [list(c) for c, _ in sorted(run.tried.items(), key=lambda kv: kv[1][0]) if c not in seen][: 8 if self._rotate else 4]
+        # with rotation each was scored on its own batch: score them again on all the prompts
+        scores = self.evaluate(others, target, position) if self._rotate and others else [run.tried[tuple(c)][::2] for c in others]
+        return out + [candidate(c, sc, run.tried[tuple(c)][1]) for c, sc in zip(others, scores)]
 
     def minimise(self, trig: list[int], loss: float, target: list[int], slack: float = 0.15,
                  position: str = "suffix") -> list[int]:
