@@ -6,6 +6,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .formats_out._text import CLASSIFIER_COLUMNS, EVIDENCE_NOTE, LM_COLUMNS
 from .report import Report, RiskLevel
 
 _LEVEL_STYLE = {"none": "green", "low": "green", "medium": "yellow", "high": "red", "critical": "bold red", "incomplete": "magenta"}
@@ -27,24 +28,6 @@ def heatmap_text(tokens: list[str], values: list[float], plain: bool = False) ->
             out.append(tok, style=f"bold white on {colour}" if strength > 0.15 else "")
         out.append(" ")
     return out
-
-
-#: What the columns of the candidate tables mean (printed under each table).
-CLASSIFIER_COLUMNS = (
-    "flip: share of held-out probes (not already the target) that switch to the target label with the trigger inserted; "
-    "hard flip: the same on the probes the model was most sure of; loss gap: how far (nats) the candidate's search loss "
-    "lies below the other proposals' median (planted triggers are outliers); nbr/part flip: flip rate of its nearest "
-    "words in embedding space, or of its words alone for a phrase (a natural word's synonyms flip too); attr. share: "
-    "share of integrated-gradients attribution on the trigger tokens; ref. flip: flip rate on the reference model; "
-    "score: the calibrated candidate score (high at {high:.2f})."
-)
-LM_COLUMNS = (
-    "inversion score: mean probability of the target's tokens once its first is forced (BAIT); without trigger: share "
-    "of held-out prompts whose reply starts with the target anyway; ref. score: inversion score on the reference model; "
-    "trigger: recovered trigger (… is the user's message); ASR: attack success rate, share of held-out prompts whose "
-    "reply starts with the target with the trigger; partial: ASR with its first half only; ref. ASR: ASR on the "
-    "reference; attr. share: share of the target's attribution on the trigger tokens; score: calibrated (high at {high:.2f})."
-)
 
 
 def render(report: Report, console: Console) -> None:
@@ -110,9 +93,7 @@ def render(report: Report, console: Console) -> None:
         _heatmaps(console, best.trigger or best.target_sequence[:30], best.heatmaps)
 
     if report.evidence:
-        t = Table(title="Evidence", caption="score: each analysis's own statistic in [0, 1], before calibration "
-                                             "(a clean model's best word can flip every probe); the verdict comes "
-                                             "from the risk score at the top", caption_justify="left")
+        t = Table(title="Evidence", caption=EVIDENCE_NOTE, caption_justify="left")
         for col in ("analysis", "status", "score", "summary"):
             t.add_column(col)
         for e in report.evidence:

@@ -67,6 +67,15 @@ def test_schema_covers_every_dataclass_field():
         assert {f.name for f in dataclasses.fields(cls)} | extra == set(sch["properties"]), cls.__name__
 
 
+def test_schema_explains_every_field():
+    """A program reading the JSON report finds what each field means in the published schema."""
+    s = load_schema()
+    missing = [(name, key) for name, node in [("report", s)] + list(s["$defs"].items())
+               for key, prop in (node.get("properties") or {}).items() if not str(prop.get("description", "")).strip()]
+    assert not missing, missing
+    assert "held-out prompts were not used to choose" in s["$defs"]["lm_candidate"]["properties"]["attack_success_rate"]["description"]
+
+
 def test_schema_is_shipped_as_package_data():
     from scanner.config import tomllib
 
@@ -144,6 +153,7 @@ def test_html_is_self_contained_and_shows_everything(backdoored_report):
     assert f"verdict: {backdoored_report.verdict.upper()}" in page
     assert page.count("<svg") >= 2  # candidates chart and weight-statistics chart
     assert "→ positive" in page and 'class="hm"' in page
+    assert "hard flip: the same on the probes" in page and "before calibration" in page  # columns explained
     hostile = render(sample_report(hostile=True, complete=False), "html")
     assert "<script>alert(1)" not in hostile and "&lt;script&gt;alert(1)" in hostile
     assert "Not analysed / errors" in hostile and "stopped by the time budget" in hostile

@@ -10,7 +10,7 @@ from html import escape
 
 from .. import rules
 from ..report import Evidence, Report, TriggerCandidate
-from ._text import gate_state, model_line, pct
+from ._text import CLASSIFIER_COLUMNS, EVIDENCE_NOTE, LM_COLUMNS, gate_state, model_line, pct
 
 _COLOUR = {"none": "#2e7d32", "low": "#558b2f", "medium": "#f9a825", "high": "#c62828", "critical": "#8e0000", "incomplete": "#6a1b9a"}
 
@@ -155,7 +155,8 @@ def render(report: Report, max_candidates: int = 10) -> str:
         table = _table(["#", "trigger", "token ids", "target label", "flip rate", "hard flip", "loss gap", "nbr flip", "attr. share", "ref. flip", "score"],
                        _candidate_rows(ranked, high), num={0, 4, 5, 6, 7, 8, 9, 10})
         body.append("<section id=candidates><h2>Trigger candidates</h2><p class=muted>Held-out flip rate per candidate and target label "
-                    "(red: score at or above the <i>high</i> threshold).</p>" + chart + table + "</section>")
+                    "(red: score at or above the <i>high</i> threshold).</p>" + chart + table
+                    + f"<p class=muted>{escape(CLASSIFIER_COLUMNS.format(high=high))}</p></section>")
         maps = []
         for c in ranked[:3]:
             if c.heatmaps:
@@ -176,7 +177,9 @@ def render(report: Report, max_candidates: int = 10) -> str:
         body.append("<section id=lm-candidates><h2>LM backdoor candidates</h2><p class=muted>Inverted target sequences (BAIT-style), "
                     "how often each appears without a trigger, and the recovered trigger's attack success on held-out prompts.</p>"
                     + _table(["#", "target sequence", "inversion score", "without trigger", "ref. score", "trigger", "ASR", "attr. share", "score"],
-                             rows, num={0, 2, 3, 4, 6, 7, 8}) + "".join(maps) + "</section>")
+                             rows, num={0, 2, 3, 4, 6, 7, 8})
+                    + f"<p class=muted>{escape(LM_COLUMNS.format(high=report.risk.thresholds.get('high', 1.0)))}</p>"
+                    + "".join(maps) + "</section>")
 
     weights = _weights_section(report.evidence)
     if weights:
@@ -186,7 +189,7 @@ def render(report: Report, max_candidates: int = 10) -> str:
         body.append("<section id=evidence><h2>Evidence</h2>" + _table(
             ["analysis", "status", "score", "summary"],
             [[escape(e.analysis), escape(e.status), "-" if e.score is None else f"{e.score:.2f}", escape(e.summary)] for e in report.evidence],
-            num={2}) + "</section>")
+            num={2}) + f"<p class=muted>{escape(EVIDENCE_NOTE)}.</p></section>")
 
     if report.errors or report.not_analysed:
         rows = [[escape(e.stage), f"{escape(e.type)}: {escape(e.message)}"] for e in report.errors] + [["-", escape(n)] for n in report.not_analysed]
