@@ -189,9 +189,10 @@ class LMBackdoorScan:
                 max((c.attack_success_rate or 0.0 for c in suspicious), default=0.0),
                 {"method": "leakage motifs, then HotFlip/GCG-style slot search conditioned on the target, as a suffix and as a "
                            "prefix of the user's message, over search prompts taken a batch at a time in turn; coordinate "
-                           f"refinement of the positions within {search.refine_margin} nats of the best; the trigger with the "
-                           "highest teacher-forced greedy success rate on all search prompts (then lowest loss) is "
-                           "verified by greedy generation on the held-out prompts",
+                           f"refinement of the positions within {search.refine_margin} nats of the best; each position's "
+                           f"{cfg.verify_triggers} best finalists by teacher-forced greedy success rate on all search prompts "
+                           f"(then loss) screened by greedy generation on {len(screen)} other prompts; the best verified by "
+                           "greedy generation on the held-out prompts, which chose nothing",
                  "search_prompts": len(search_users), "search_batch": search.batch_size,
                  "positions": list(search.positions), "refined_positions": refined,
                  "leakage_motifs": [self.h.decode(m) for m in motifs], "forward_tokens": self.result.forward_tokens["lm-trigger-search"]},
