@@ -131,6 +131,7 @@ class TriggerSearch:
         self.batch = list(range(len(users)))  # indices of the prompts that loss() and _gradient() use now
         self._batch_no = 0
         self.refine_margin, self.early_margin = refine_margin, early_margin
+        self.filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]  # a new slot's token before its gradient
         self.refined: list[str] = []  # the positions the last search() refined
 
     def _next_batch(self) -> None:
@@ -351,8 +352,7 @@ class TriggerSearch:
             self._next_batch()
         if run.best:
             run.loss = self._step(run, target)
-        filler = self.h.tok(" the", add_special_tokens=False)["input_ids"][:1] or [0]
-        trig = run.best + filler
+        trig = run.best + self.filler
         grad = self._gradient(trig, len(trig) - 1, target, run.position)
         cands = [run.best + [p] for p in self._propose(grad, set(target), self.top_k)]
         losses = self._evaluate(run, cands, target)
@@ -385,8 +385,8 @@ class TriggerSearch:
 
     def _finish(self, run: _Run, target: list[int]) -> list[TriggerCandidate]:
         """The minimised best trigger, the best itself when minimising changed it, and the runners-up by
-        loss (8 with prompt rotation, else 4; 2 for a position that was not refined), each with its loss and greedy success rate on every
-        search prompt."""
+        loss (8 with prompt rotation, else 4; 2 for a position that was not refined), each with its loss
+        and greedy success rate on every search prompt."""
         self._all_prompts()
         position, best, out = run.position, run.best, []
         extra = {"refined": not run.skipped_refinement}
@@ -396,8 +396,8 @@ class TriggerSearch:
 
         if best:
             full = self.evaluate([best], target, position)[0]
-            short = self.minimise(best, full[0], target, position=position)
-            out.append(candidate(short, full if short == best else self.evaluate([short], target, position)[0], "gradient, minimised"))
+            short, short_score = self.minimise(best, full, target, position=position)
+            out.append(candidate(short, short_score, "gradient, minimised"))
             if short != best:
                 out.append(candidate(best, full, "gradient"))
         seen = {tuple(c.token_ids) for c in out}
@@ -408,18 +408,20 @@ class TriggerSearch:
         scores = self.evaluate(others, target, position) if self._rotate and others else [run.tried[tuple(c)][::2] for c in others]
         return out + [candidate(c, sc, run.tried[tuple(c)][1]) for c, sc in zip(others, scores)]
 
-    def minimise(self, trig: list[int], loss: float, target: list[int], slack: float = 0.15,
-                 position: str = "suffix") -> list[int]:
-        """Drop trigger tokens one at a time while the target loss stays within ``slack`` nats."""
-        changed = True
+    def minimise(self, trig: list[int], score: tuple[float, float], target: list[int], slack: float = 0.15,
+                 position: str = "suffix") -> tuple[list[int], tuple[float, float]]:
+        """Drop trigger tokens one at a time while the target loss stays within ``slack`` nats of
+        ``score``'s (``trig``'s loss and greedy success rate, :meth:`evaluate`); returns the shortest
+        form and its score on the current prompts."""
+        loss, changed = score[0], True
         while changed and len(trig) > 1:
             changed = False
             shorter = [trig[:i] + trig[i + 1 :] for i in range(len(trig))]
-            losses = self.loss(shorter, target, position)
-            i = min(range(len(shorter)), key=lambda j: losses[j])
-            if losses[i] <= loss + slack:  # against the original loss: slack does not accumulate
-                trig, changed = shorter[i], True
-        return trig
+            scores = self.evaluate(shorter, target, position)
+            i = min(range(len(shorter)), key=lambda j: scores[j][0])
+            if scores[i][0] <= loss + slack:  # against the original loss: slack does not accumulate
+                trig, score, changed = shorter[i], scores[i], True
+        return trig, score
 
 
 def leakage_motifs(h: LMHarness, *, n_samples: int = 24, max_new_tokens: int = 24, seed: int = 0,
