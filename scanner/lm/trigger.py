@@ -62,7 +62,7 @@ class TriggerCandidate:
 class _Run:
     """The state of one position's search: its best trigger, that trigger's loss on the last batch
     (nats), every candidate tried (loss and greedy success rate on its batch, source) and how far its
-    prompt rotation got."""
+    prompt rotation got; ``init``: candidates still waiting for the first slot."""
 
     position: str
     best: list[int] = field(default_factory=list)
@@ -72,6 +72,7 @@ class _Run:
     skipped_refinement: bool = False
     growing: bool = True
     stopped_early: bool = False
+    init: list = field(default_factory=list)
 
 
 #: Trigger positions the search knows, in the order they are searched.
@@ -248,9 +249,11 @@ class TriggerSearch:
         """Find triggers that make the model start its reply with ``target`` (token ids), at each of
         the search's positions.
 
-        ``init``: candidate triggers to evaluate first (leakage motifs, weight-statistics tokens);
-        the best becomes the starting point. The positions' triggers grow a slot each in turn; a position
-        more than :attr:`early_margin` nats behind the lowest after the first slot stops there. Then only
+        ``init``: candidate triggers (leakage motifs, weight-statistics tokens) evaluated with the first
+        slot's gradient proposals; the best of them all starts the trigger (before, an init candidate
+        that merely beat the empty trigger, a common word, took the first slot). The positions'
+        triggers grow a slot each in turn; a position more than :attr:`early_margin` nats behind the
+        lowest after the first slot stops there. Then only
         the positions whose loss is within :attr:`refine_margin` nats of the lowest get the coordinate
         refinement (a position far behind would not catch up, and refinement is about a third of a
         position's evaluations). Returns candidates, lowest loss first; the minimised best trigger of each
@@ -325,8 +328,8 @@ class TriggerSearch:
         return self.loss([run.best], target, run.position)[0]
 
     def _start(self, target: list[int], init: list[list[int]] | None, position: str) -> _Run:
-        """A new search at ``position``: the empty trigger's loss, then the best ``init`` candidate if it
-        does better."""
+        """A new search at ``position``: the empty trigger's loss on the first prompt batch; the ``init``
+        candidates wait for the first slot, where they compete with its gradient proposals."""
         exclude = set(target)
         run = _Run(position)
         if self._rotate:
@@ -334,13 +337,7 @@ class TriggerSearch:
             self._next_batch()
             run.steps = self._batch_no
         run.loss = self.loss([[]], target, position)[0]
-        init = [t for t in (init or []) if t and not set(t) & exclude][:32]
-        if init:
-            losses = self._evaluate(run, init, target, "leakage or weights")
-            i = min(range(len(init)), key=lambda j: losses[j])
-            if losses[i] < run.loss:
-                run.best, run.loss = init[i], losses[i]
-        run.growing = len(run.best) < self.max_len
+        run.init = [t for t in (init or []) if t and not set(t) & exclude][:32]
         return run
 
     def _grow_slot(self, run: _Run, target: list[int]) -> None:
@@ -356,6 +353,9 @@ class TriggerSearch:
         grad = self._gradient(trig, len(trig) - 1, target, run.position)
         cands = [run.best + [p] for p in self._propose(grad, set(target), self.top_k)]
         losses = self._evaluate(run, cands, target)
+        fresh, run.init = [t for t in run.init if t not in cands], []
+        if fresh:  # the first slot: the init candidates compete with the gradient's proposals
+            cands, losses = cands + fresh, losses + self._evaluate(run, fresh, target, "leakage or weights")
         i = min(range(len(cands)), key=lambda j: losses[j])
         self.progress(f"trigger search ({run.position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
         if losses[i] >= run.loss - 0.05:
