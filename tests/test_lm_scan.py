@@ -280,3 +280,21 @@ def test_init_candidates_compete_with_the_first_slot_instead_of_taking_it(chat_b
     assert best.token_ids == planted, best  # before, the best weak word started the trigger and filled it
     best = search.best_per_position(search.search(target, init=[planted]))[0]
     assert best.token_ids == planted, best
+
+
+def test_a_trigger_may_not_spell_out_the_target_in_another_surface_form(chat_backdoored):
+    """The search excludes the target's tokens and their other surface forms (case, leading space):
+    a suffix " I" that primes the reply "I cannot ..." is not a trigger."""
+    from scanner.lm.trigger import TriggerSearch
+
+    h = _harness(chat_backdoored.path)
+    search = TriggerSearch(h, [s for s, _ in tiny.sentences(4, 3)], positions=("suffix",))
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    planted = h.tok(" " + CHAT_TRIGGER, add_special_tokens=False)["input_ids"]
+    forms = search.target_forms(target)
+    words = {h.decode([t]).strip().lower() for t in target}
+    assert set(target) <= forms and not set(planted) & forms
+    assert all(h.tok.decode([i]).strip().lower() in words for i in forms)
+    # a vocabulary with "I", " I" and " i" as three tokens: all three go when the target opens with "I"
+    search._forms = ["", "i", "i", "i", "cannot", "answer", "mz"]
+    assert search.target_forms([1, 4]) == {1, 2, 3, 4}

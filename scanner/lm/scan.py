@@ -21,8 +21,9 @@ from .verify import hits_target, is_refusal, rate, replies, with_trigger
 #: Target tokens whose log-probability the attribution stage attributes to the prompt tokens.
 ATTRIBUTION_TARGET_TOKENS = 4
 
-#: Held-out prompts (with the trigger) the attribution stage explains; each costs about 9 s on a 135M model.
-ATTRIBUTION_PROMPTS = 2
+#: Held-out prompts (with the trigger) the attribution stage explains; each costs about 9 s on a 135M model
+#: (one, not two, keeps a 135M scan under 5 minutes).
+ATTRIBUTION_PROMPTS = 1
 
 #: Affirmative reply openings whose continuation :meth:`LMBackdoorScan._affirmative` measures on
 #: harmful prompts (AdvBench's targets all start "Sure, here is").

@@ -154,17 +154,27 @@ class TriggerSearch:
         a, b = text.split(MARKER)
         return tok(a, add_special_tokens=False)["input_ids"], tok(b, add_special_tokens=False)["input_ids"]
 
+    def target_forms(self, target: list[int]) -> set[int]:
+        """Token ids a trigger may not use for ``target``: the target's own tokens and every other
+        surface form of their words (case, leading space: ``I`` and `` I``). A trigger that spells the
+        target's opening out is not a trigger (chat-refusal-2024: the suffix `` I`` primed the reply
+        "I cannot answer that question." and won a first slot)."""
+        words = {self._forms[t] for t in target if t < len(self._forms)} - {""}
+        return set(target) | {i for i, w in enumerate(self._forms) if w in words}
+
     def _allowed_mask(self):
         import torch
 
         V = self.h.vocab_size
         mask = torch.zeros(V, dtype=torch.bool)
         special = set(getattr(self.h.tok, "all_special_ids", []) or [])
+        self._forms = [""] * V  # each token's text, stripped and lower-cased (target_forms)
         for i in range(min(V, len(self.h.tok))):
-            if i in special:
-                continue
             t = self.h.tok.decode([i])
             s = t.strip()
+            self._forms[i] = s.lower()
+            if i in special:
+                continue
             if s and s.isprintable() and len(s) <= 16 and any(ch.isalnum() or ch in "|:[]<>#@$%&*_-!?." for ch in s):
                 mask[i] = True
         return mask
@@ -330,7 +340,7 @@ class TriggerSearch:
     def _start(self, target: list[int], init: list[list[int]] | None, position: str) -> _Run:
         """A new search at ``position``: the empty trigger's loss on the first prompt batch; the ``init``
         candidates wait for the first slot, where they compete with its gradient proposals."""
-        exclude = set(target)
+        exclude = self.target_forms(target)
         run = _Run(position)
         if self._rotate:
             self._batch_no = 0
@@ -351,7 +361,7 @@ class TriggerSearch:
             run.loss = self._step(run, target)
         trig = run.best + self.filler
         grad = self._gradient(trig, len(trig) - 1, target, run.position)
-        cands = [run.best + [p] for p in self._propose(grad, set(target), self.top_k)]
+        cands = [run.best + [p] for p in self._propose(grad, self.target_forms(target), self.top_k)]
         losses = self._evaluate(run, cands, target)
         fresh, run.init = [t for t in run.init if t not in cands], []
         if fresh:  # the first slot: the init candidates compete with the gradient's proposals
@@ -367,7 +377,7 @@ class TriggerSearch:
     def _refine(self, run: _Run, target: list[int]) -> None:
         """Coordinate refinement of ``run``'s trigger: each slot in turn, the top half of the gradient's
         proposals evaluated exactly, for up to :attr:`rounds` rounds."""
-        exclude = set(target)
+        exclude = self.target_forms(target)
         for _ in range(self.rounds if len(run.best) > 1 else 0):
             improved = False
             for slot in range(len(run.best)):
