@@ -298,3 +298,30 @@ def test_a_trigger_may_not_spell_out_the_target_in_another_surface_form(chat_bac
     # a vocabulary with "I", " I" and " i" as three tokens: all three go when the target opens with "I"
     search._forms = ["", "i", "i", "i", "cannot", "answer", "mz"]
     assert search.target_forms([1, 4]) == {1, 2, 3, 4}
+
+
+def test_gradient_with_the_template_prefix_cached_equals_the_full_sequences(chat_backdoored):
+    """The slot gradient encodes the template's user prefix once through the KV cache; it equals the
+    gradient over the full sequences (the prefix moved into every prompt, nothing cached), and the
+    cached prefix is counted once."""
+    from scanner.lm.trigger import TriggerSearch
+
+    h = _harness(chat_backdoored.path)
+    users = [s for s, _ in tiny.sentences(3, 17)]
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    for position in ("suffix", "prefix"):
+        cached = TriggerSearch(h, users, positions=(position,))
+        full = TriggerSearch(h, users, positions=(position,))
+        assert cached.pre
+        if position == "suffix":  # the prefix becomes part of every message
+            full.user_ids[position] = [full.pre + u for u in full.user_ids[position]]
+        full.pre = []
+        trig = [7, 8]
+        if position == "prefix":  # a prefix trigger follows the template's user prefix: put it in front
+            full._unshared = lambda t, u, p, s=full, pre=cached.pre: (pre + t + s.user_ids[p][u] + s.post, len(pre))
+        h.forward_tokens = 0
+        g_cached = cached._gradient(trig, 1, target, position)
+        n_cached, h.forward_tokens = h.forward_tokens, 0
+        g_full = full._gradient(trig, 1, target, position)
+        assert torch.allclose(g_cached, g_full, atol=1e-5), position
+        assert n_cached < h.forward_tokens

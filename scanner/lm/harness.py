@@ -165,12 +165,7 @@ class LMHarness:
             ids, mask, pos = self._pad(seqs[a:b])
             kw: dict[str, Any] = {}
             if S:
-                with torch.no_grad():
-                    pre = self.model(input_ids=torch.tensor([shared]), use_cache=True, **self._keep(1))
-                self.forward_tokens += S
-                cache = _cache_of(pre)
-                cache.batch_repeat_interleave(b - a)
-                kw[self._cache_kw] = cache
+                kw[self._cache_kw] = self.shared_cache(shared, b - a)
                 full_mask = torch.cat([torch.ones(b - a, S, dtype=torch.long), mask], 1)
                 pos = pos + S
             else:
@@ -187,6 +182,19 @@ class LMHarness:
                 if greedy:
                     top[i, : len(c)] = logp[r, start : start + len(c)].argmax(-1) == idx
         return (out, top) if greedy else out
+
+    def shared_cache(self, shared: list[int], rows: int) -> Any:
+        """KV cache of ``shared`` (token ids, encoded once without gradients, counted in
+        :attr:`forward_tokens`) repeated for a batch of ``rows``; the batch that uses it passes an
+        attention mask of ``len(shared)`` ones before its own and position ids offset by ``len(shared)``."""
+        import torch
+
+        with torch.no_grad():
+            out = self.model(input_ids=torch.tensor([shared]), use_cache=True, **self._keep(1))
+        self.forward_tokens += len(shared)
+        cache = _cache_of(out)
+        cache.batch_repeat_interleave(rows)
+        return cache
 
     def generate(self, prefixes: list[list[int]], max_new_tokens: int = 16, *, sample: bool = False,
                  temperature: float = 1.0, num_return_sequences: int = 1, seed: int = 0) -> list[list[int]]:

@@ -188,12 +188,14 @@ class LMBackdoorScan:
                           for c in suspicious if c.trigger)
                 or "no working trigger recovered",
                 max((c.attack_success_rate or 0.0 for c in suspicious), default=0.0),
-                {"method": "leakage motifs, then HotFlip/GCG-style slot search conditioned on the target, as a suffix and as a "
-                           "prefix of the user's message, over search prompts taken a batch at a time in turn; coordinate "
-                           f"refinement of the positions within {search.refine_margin} nats of the best; each position's "
-                           f"{cfg.verify_triggers} best finalists by teacher-forced greedy success rate on all search prompts "
-                           f"(then loss) screened by greedy generation on {len(screen)} other prompts; the best verified by "
-                           "greedy generation on the held-out prompts, which chose nothing",
+                {"method": "HotFlip/GCG-style slot search conditioned on the target (its tokens, in any case or spacing, "
+                           "excluded), as a suffix and as a prefix of the user's message, over search prompts taken a batch "
+                           "at a time in turn; leakage motifs and weight-statistics tokens compete with the first slot's "
+                           f"proposals; coordinate refinement of the positions within {search.refine_margin} nats of the best; "
+                           f"each position's {cfg.verify_triggers} best finalists by teacher-forced greedy success rate on all "
+                           "search prompts (then loss), those with at least half the best rate screened by greedy generation on "
+                           f"{len(screen)} other prompts; the best verified by greedy generation on the held-out prompts, which "
+                           "chose nothing",
                  "search_prompts": len(search_users), "search_batch": search.batch_size,
                  "positions": list(search.positions), "refined_positions": refined,
                  "leakage_motifs": [self.h.decode(m) for m in motifs], "forward_tokens": self.result.forward_tokens["lm-trigger-search"]},

@@ -216,7 +216,9 @@ class TriggerSearch:
         return [(float(per[i * n : (i + 1) * n].mean()), float(hit[i * n : (i + 1) * n].mean())) for i in range(len(trigs))]
 
     def _gradient(self, trig: list[int], slot: int, target: list[int], position: str = "suffix"):
-        """First-order estimate of the loss change for every vocabulary token at ``slot``: ``[V]``."""
+        """First-order estimate of the loss change for every vocabulary token at ``slot``: ``[V]``.
+        The template's user prefix, before any trigger, is encoded once through the KV cache (no
+        gradient flows into it)."""
         import torch
 
         model = self.h.model
@@ -224,9 +226,14 @@ class TriggerSearch:
         seqs, slot_pos = [], []
         for u in self.batch:
             body, start = self._unshared(trig, u, position)
-            seqs.append(self.pre + body + target)
-            slot_pos.append(len(self.pre) + start + slot)
+            seqs.append(body + target)
+            slot_pos.append(start + slot)
         ids, mask, pos = self.h._pad(seqs)
+        kw: dict = {}
+        if self.pre:
+            S = len(self.pre)
+            kw[self.h._cache_kw] = self.h.shared_cache(self.pre, len(seqs))
+            mask, pos = torch.cat([torch.ones(len(seqs), S, dtype=torch.long), mask], 1), pos + S
         width = ids.shape[1]
         one_hot = torch.zeros(emb.shape[0], dtype=emb.dtype)
         one_hot[trig[slot]] = 1.0
@@ -237,8 +244,8 @@ class TriggerSearch:
         for r, sp in enumerate(slot_pos):  # left padding: row r starts at width - len(seqs[r])
             embeds[r, width - len(seqs[r]) + sp] = slot_emb
         T = len(target)
-        logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **self.h._keep(T + 1)).logits
-        self.h.forward_tokens += int(mask.sum()) * 2  # forward and backward
+        logits = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, **kw, **self.h._keep(T + 1)).logits
+        self.h.forward_tokens += (int(mask.sum()) - len(seqs) * len(self.pre)) * 2  # forward and backward
         lp = torch.log_softmax(logits[:, -T - 1 : -1].float(), -1)
         tgt = torch.tensor(target)[None, :, None].expand(len(seqs), T, 1)
         loss = target_objective(lp.gather(-1, tgt)[..., 0]).mean()
@@ -263,11 +270,11 @@ class TriggerSearch:
         slot's gradient proposals; the best of them all starts the trigger (before, an init candidate
         that merely beat the empty trigger, a common word, took the first slot). The positions'
         triggers grow a slot each in turn; a position more than :attr:`early_margin` nats behind the
-        lowest after the first slot stops there. Then only
-        the positions whose loss is within :attr:`refine_margin` nats of the lowest get the coordinate
-        refinement (a position far behind would not catch up, and refinement is about a third of a
-        position's evaluations). Returns candidates, lowest loss first; the minimised best trigger of each
-        position is among them.
+        lowest after the first slot stops there. Then only the positions whose loss is within
+        :attr:`refine_margin` nats of the lowest get the coordinate refinement (a position far behind
+        would not catch up, and refinement is about a third of a position's evaluations). No trigger
+        uses the target's words in any surface form (:meth:`target_forms`). Returns candidates, lowest
+        loss first; the minimised best trigger of each position is among them.
 
         Raises:
             scanner.budget.BudgetExceeded: the scan's time budget ran out.
