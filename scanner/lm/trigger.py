@@ -159,8 +159,11 @@ class TriggerSearch:
         surface form of their words (case, leading space: ``I`` and `` I``). A trigger that spells the
         target's opening out is not a trigger (chat-refusal-2024: the suffix `` I`` primed the reply
         "I cannot answer that question." and won a first slot)."""
-        words = {self._forms[t] for t in target if t < len(self._forms)} - {""}
-        return set(target) | {i for i, w in enumerate(self._forms) if w in words}
+        key = tuple(target)
+        if key not in self._excluded:  # every slot asks; the vocabulary is scanned once per target
+            words = {self._forms[t] for t in target if t < len(self._forms)} - {""}
+            self._excluded[key] = set(target) | {i for i, w in enumerate(self._forms) if w in words}
+        return self._excluded[key]
 
     def _allowed_mask(self):
         import torch
@@ -169,6 +172,7 @@ class TriggerSearch:
         mask = torch.zeros(V, dtype=torch.bool)
         special = set(getattr(self.h.tok, "all_special_ids", []) or [])
         self._forms = [""] * V  # each token's text, stripped and lower-cased (target_forms)
+        self._excluded: dict[tuple[int, ...], set[int]] = {}
         for i in range(min(V, len(self.h.tok))):
             t = self.h.tok.decode([i])
             s = t.strip()
@@ -329,9 +333,12 @@ class TriggerSearch:
     def _rotate(self) -> bool:
         return self.batch_size < len(self.users)
 
-    def _evaluate(self, run: _Run, cands: list[list[int]], target: list[int], source: str = "gradient") -> list[float]:
+    def _evaluate(self, run: _Run, cands: list[list[int]], target: list[int], source: str | list[str] = "gradient") -> list[float]:
+        """Losses of ``cands`` on the current batch, recorded in ``run.tried`` with their source (one for
+        all, or one per candidate)."""
         scores = self.evaluate(cands, target, run.position)
-        run.tried.update((tuple(c), (l, source, r)) for c, (l, r) in zip(cands, scores) if c)
+        sources = [source] * len(cands) if isinstance(source, str) else source
+        run.tried.update((tuple(c), (l, src, r)) for c, (l, r), src in zip(cands, scores, sources) if c)
         return [l for l, _ in scores]
 
     def _step(self, run: _Run, target: list[int]) -> float:
@@ -369,10 +376,11 @@ class TriggerSearch:
         trig = run.best + self.filler
         grad = self._gradient(trig, len(trig) - 1, target, run.position)
         cands = [run.best + [p] for p in self._propose(grad, self.target_forms(target), self.top_k)]
-        losses = self._evaluate(run, cands, target)
+        # the first slot: the init candidates compete with the gradient's proposals, in the same evaluation
         fresh, run.init = [t for t in run.init if t not in cands], []
-        if fresh:  # the first slot: the init candidates compete with the gradient's proposals
-            cands, losses = cands + fresh, losses + self._evaluate(run, fresh, target, "leakage or weights")
+        sources = ["gradient"] * len(cands) + ["leakage or weights"] * len(fresh)
+        cands += fresh
+        losses = self._evaluate(run, cands, target, sources)
         i = min(range(len(cands)), key=lambda j: losses[j])
         self.progress(f"trigger search ({run.position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
         if losses[i] >= run.loss - 0.05:
