@@ -325,3 +325,71 @@ def test_gradient_with_the_template_prefix_cached_equals_the_full_sequences(chat
         g_full = full._gradient(trig, 1, target, position)
         assert torch.allclose(g_cached, g_full, atol=1e-5), position
         assert n_cached < h.forward_tokens
+
+
+def test_greedy_expansion_is_the_same_whatever_the_chunk_and_encodes_the_prompts_once(chat_backdoored):
+    """The prompts are encoded once and their KV cache copied for each chunk of first tokens: the grown
+    sequences do not depend on the chunk size, and a smaller chunk costs only the extra steps."""
+    h = _harness(chat_backdoored.path)
+    prompts = [h.prompt_ids(s) for s, _ in tiny.sentences(3, 9)]
+    firsts = list(range(5, 17))
+    h.forward_tokens = 0
+    one = h.expand_greedy(prompts, firsts, 4, chunk=len(firsts))
+    spent_one, h.forward_tokens = h.forward_tokens, 0
+    three = h.expand_greedy(prompts, firsts, 4, chunk=4)
+    for (s1, p1, _), (s3, p3, _) in zip(one, three):
+        assert s1 == s3 and p1 == pytest.approx(p3, abs=1e-5)
+    # the prompts' tokens are counted once in both; only the grown tokens are the same either way
+    assert h.forward_tokens == spent_one
+
+
+def test_greedy_replies_are_generated_once_per_prompt(chat_backdoored):
+    """A clean prompt's greedy reply, asked for again (by the target baseline, then the behaviour
+    drift), comes from memory: the same tokens, cut to the length asked, no forward tokens; a longer
+    reply than the one remembered is generated anew."""
+    h = _harness(chat_backdoored.path)
+    prompts = [h.prompt_ids(s) for s, _ in tiny.sentences(4, 11)]
+    h.forward_tokens = 0
+    first = h.generate(prompts[:3], 6)
+    spent = h.forward_tokens
+    assert spent > 0
+    again = h.generate(prompts[:3], 6)
+    assert again == first and h.forward_tokens == spent
+    shorter = h.generate(prompts[:3], 3)
+    assert shorter == [r[:3] for r in first] and h.forward_tokens == spent
+    mixed = h.generate([prompts[3], prompts[0]], 6)  # only the new prompt runs
+    assert mixed[1] == first[0] and h.forward_tokens > spent
+    fresh = LMHarness(h.model, h.tok)
+    assert fresh.generate([prompts[3]], 6) == mixed[:1]
+    spent = h.forward_tokens
+    longer = h.generate(prompts[:1], 10)
+    if len(first[0]) == 6:  # cut at 6 tokens: generated again, longer
+        assert longer[0][:6] == first[0] and h.forward_tokens > spent
+    else:  # it ended at a stop token: complete, from memory
+        assert longer == first[:1] and h.forward_tokens == spent
+
+
+def test_trigger_search_evaluations_in_bf16_rank_like_fp32(chat_backdoored):
+    """The search's exact evaluations may run under bfloat16 autocast (``precision="bf16"``): losses stay
+    within a few hundredths of a nat of fp32 and the planted trigger still ranks first; an unknown
+    precision is refused."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from scanner.lm.trigger import TriggerSearch
+
+    model = AutoModelForCausalLM.from_pretrained(chat_backdoored.path).eval()
+    tok = AutoTokenizer.from_pretrained(chat_backdoored.path)
+    users = [s for s, _ in tiny.sentences(4, 23)]
+    target = tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    trig = tok(" " + CHAT_TRIGGER, add_special_tokens=False)["input_ids"]
+    trigs = [trig, [7], [9, 11], []]
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        h = LMHarness(model, tok, precision=precision)
+        assert h.precision == precision
+        scores[precision] = TriggerSearch(h, users, positions=("suffix",)).evaluate(trigs, target, "suffix", fast=True)
+    for (l32, r32), (l16, r16) in zip(scores["fp32"], scores["bf16"]):
+        assert l16 == pytest.approx(l32, abs=0.05) and r16 == r32
+    assert min(range(len(trigs)), key=lambda i: scores["bf16"][i][0]) == 0
+    with pytest.raises(ValueError):
+        LMHarness(model, tok, precision="fp8")

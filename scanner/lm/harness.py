@@ -9,6 +9,7 @@ the model processed; a cached prefix counts once).
 """
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 MARKER = "\u2063SCANNERUSERTURN\u2063"
@@ -23,12 +24,25 @@ class LMHarness:
         budget: optional :class:`scanner.budget.Budget`, checked between batches.
         max_batch_tokens: padded tokens per forward batch (memory bound; 8,192 is about 1 GB of
             activations for a 135M model).
+        precision: ``"fp32"``, ``"bf16"`` or ``"auto"`` (:func:`scanner.search.resolve_precision`): the
+            precision of the passes run inside :meth:`fast` (the trigger search's slot growth).
+
+    Raises:
+        ValueError: an unknown precision.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, budget: Any = None, max_batch_tokens: int = 8192):
+    def __init__(self, model: Any, tokenizer: Any, budget: Any = None, max_batch_tokens: int = 8192, precision: str = "fp32"):
+        from ..search import resolve_precision
+
         self.model, self.tok, self.budget = model, tokenizer, budget
+        #: ``"bf16"`` or ``"fp32"``: what :meth:`fast` runs in.
+        self.precision = resolve_precision(precision, next(model.parameters()))
         self.max_batch_tokens = max_batch_tokens
         self.forward_tokens = 0
+        #: Greedy replies already generated, by prompt: ``tuple(prefix) -> (new tokens, max_new_tokens asked)``.
+        #: A scan asks for the greedy reply to the same clean prompt in more than one stage (the target
+        #: baseline, the behaviour drift); the model does not change within a scan.
+        self._greedy: dict[tuple[int, ...], tuple[list[int], int]] = {}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (
             tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0)
         self.has_template = bool(getattr(tokenizer, "chat_template", None))
@@ -41,6 +55,15 @@ class LMHarness:
         # large share of a small model's compute (Gemma-3-270M: 262k x 640 of its 268M parameters)
         self._can_keep = "logits_to_keep" in params
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else len(tokenizer)
+
+    def fast(self):
+        """Context manager for passes where speed matters more than the last digits: CPU bfloat16
+        autocast when :attr:`precision` is ``"bf16"`` (about 1.8x faster teacher-forced scoring of a
+        135M model on this 2-core AVX512-BF16 machine; the log-probability of a 6-token target moved by
+        0.007 nats on average and the greedy flags did not change, 48 prompts), else nothing."""
+        import torch
+
+        return torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def counting(self, backward: bool = True):
         """Context manager that counts the forward passes of code outside the harness (captum's
@@ -200,7 +223,27 @@ class LMHarness:
                  temperature: float = 1.0, num_return_sequences: int = 1, seed: int = 0) -> list[list[int]]:
         """Greedy (or sampled) continuations of each prefix, cut at the first stop token.
 
+        Greedy replies are remembered per prefix: a prefix whose greedy reply was already generated
+        with at least ``max_new_tokens`` new tokens (or ended at a stop token) is not run again (its
+        reply is cut to ``max_new_tokens``), and costs no forward tokens.
+
         Returns ``len(prefixes) * num_return_sequences`` token-id lists (row-major by prefix)."""
+        if sample or num_return_sequences != 1:
+            return self._generate(prefixes, max_new_tokens, sample=sample, temperature=temperature,
+                                  num_return_sequences=num_return_sequences, seed=seed)
+
+        def known(p: list[int]) -> bool:
+            got = self._greedy.get(tuple(p))
+            return got is not None and (got[1] >= max_new_tokens or len(got[0]) < got[1])
+
+        todo = list(dict.fromkeys(tuple(p) for p in prefixes if not known(p)))
+        if todo:
+            for p, r in zip(todo, self._generate([list(p) for p in todo], max_new_tokens)):
+                self._greedy[p] = (r, max_new_tokens)
+        return [self._greedy[tuple(p)][0][:max_new_tokens] for p in prefixes]
+
+    def _generate(self, prefixes: list[list[int]], max_new_tokens: int, *, sample: bool = False,
+                  temperature: float = 1.0, num_return_sequences: int = 1, seed: int = 0) -> list[list[int]]:
         import torch
 
         out: list[list[int]] = []
@@ -226,7 +269,8 @@ class LMHarness:
                       prune_after: int = 0, prune_below: float = 0.0):
         """BAIT-style greedy expansion (Shen et al., S&P 2025): for each first token ``t``, append it to
         every prompt, then repeatedly append the token with the highest probability *averaged over the
-        prompts*. The prompts are encoded once per chunk (KV cache), then one token per step.
+        prompts*. The prompts are encoded once (KV cache, copied for each chunk of ``chunk`` first
+        tokens), then one token per step.
 
         Pruning (BAIT prunes low-probability expansions too): from step ``prune_after`` on (0: never),
         a first token whose appended tokens' mean averaged probability is below ``prune_below`` stops
@@ -242,17 +286,20 @@ class LMHarness:
 
         results = []
         n = len(prompts)
+        ids, prompt_mask, pos = self._pad(prompts)
+        prompt_cache = None  # the prompts' KV cache, encoded once and copied for each chunk
         for a in range(0, len(first_tokens), chunk):
             self._check()
             cands = first_tokens[a : a + chunk]
             c = len(cands)
-            ids, mask, pos = self._pad(prompts)
-            with torch.no_grad():
-                out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, **self._keep(1))
-            self.forward_tokens += int(mask.sum())
-            cache = _cache_of(out)
+            if prompt_cache is None:
+                with torch.no_grad():
+                    out = self.model(input_ids=ids, attention_mask=prompt_mask, position_ids=pos, use_cache=True, **self._keep(1))
+                self.forward_tokens += int(prompt_mask.sum())
+                prompt_cache = _cache_of(out)
+            cache = copy.deepcopy(prompt_cache)
             cache.batch_repeat_interleave(c)
-            mask = mask.repeat_interleave(c, 0)
+            mask = prompt_mask.repeat_interleave(c, 0)
             next_pos = mask.sum(-1, keepdim=True)
             tok = torch.tensor(cands).repeat(n)[:, None]  # row i*c + j: prompt i, candidate j
             seqs = [[t] for t in cands]

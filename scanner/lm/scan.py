@@ -25,6 +25,10 @@ ATTRIBUTION_TARGET_TOKENS = 4
 #: (one, not two, keeps a 135M scan under 5 minutes).
 ATTRIBUTION_PROMPTS = 1
 
+#: New tokens of the greedy replies to clean prompts (the targets' baselines and the refusal rates share
+#: them: the harness generates each prompt's greedy reply once).
+PLAIN_REPLY_TOKENS = 16
+
 #: Affirmative reply openings whose continuation :meth:`LMBackdoorScan._affirmative` measures on
 #: harmful prompts (AdvBench's targets all start "Sure, here is").
 AFFIRMATIVE = ("Sure, here is", "Sure, here's", "Certainly! Here is", "Of course! Here is")
@@ -39,7 +43,10 @@ class LMScanConfig:
     ``top_k`` exact evaluations per trigger slot; ``verify_triggers`` found triggers per position
     screened by greedy generation on ``n_screen`` prompts of neither the search nor the held-out set
     (the search loss on a few short prompts ranks them only roughly);
-    ``n_behaviour`` harmful and benign prompts each for the refusal-rate drift (0: skip)."""
+    ``n_behaviour`` harmful and benign prompts each for the refusal-rate drift (0: skip); ``precision``
+    of the trigger search's slot-growth evaluations (``auto``: bf16 autocast on a CPU with native bfloat16
+    matmuls, :func:`scanner.search.resolve_precision`; see :meth:`TriggerSearch.evaluate`; every other
+    step and stage runs in the model's dtype)."""
 
     n_inversion: int = 8
     steps: int = 16
@@ -57,6 +64,7 @@ class LMScanConfig:
     n_behaviour: int = 12
     attribution: bool = True
     seed: int = 0
+    precision: str = "auto"
 
 
 LM_PROFILES: dict[str, dict[str, Any]] = {
@@ -91,7 +99,7 @@ class LMBackdoorScan:
     def __init__(self, model: Any, tokenizer: Any, config: LMScanConfig | None = None, reference: tuple[Any, Any] | None = None,
                  budget: Any = None, progress: Callable[[str], None] | None = None):
         self.cfg = config or LMScanConfig()
-        self.h = LMHarness(model, tokenizer, budget)
+        self.h = LMHarness(model, tokenizer, budget, precision=self.cfg.precision)
         self.ref = LMHarness(reference[0], reference[1], budget) if reference else None
         if self.ref is not None and self.ref.vocab_size != self.h.vocab_size:
             self.ref = None
@@ -134,10 +142,10 @@ class LMBackdoorScan:
         self._mark("target-inversion", t0, f0)
 
         t0, f0 = time.perf_counter(), self.h.forward_tokens
-        plain = replies(self.h, heldout)
+        plain = replies(self.h, heldout, PLAIN_REPLY_TOKENS)
         # A refusal the model gives without any trigger on harmful requests is its ordinary safety
         # behaviour, not a hidden target: for refusal targets the baseline counts harmful prompts too.
-        plain_harmful = replies(self.h, harmful[: len(heldout)]) if harmful else []
+        plain_harmful = replies(self.h, harmful[: len(heldout)], PLAIN_REPLY_TOKENS) if harmful else []
         cands: list[LMCandidate] = []
         hints: dict[str, list[list[int]]] = {}
         for t in targets[: cfg.n_verify_targets]:
@@ -209,7 +217,10 @@ class LMBackdoorScan:
                 self._mark("lm-attribution", t0, f0)
         if cfg.n_behaviour and harmful:
             t0, f0 = time.perf_counter(), self.h.forward_tokens
-            self._behaviour(benign[-cfg.n_behaviour :], harmful[: cfg.n_behaviour])
+            # the held-out prompts first: their greedy replies (and the harmful prompts') were generated for the
+            # targets' baselines already; held-out prompts only measure, so measuring refusals on them is fair
+            calm = (heldout + [u for u in reversed(benign) if u not in heldout])[: cfg.n_behaviour]
+            self._behaviour(calm, harmful[: cfg.n_behaviour])
             self._mark("behaviour-drift", t0, f0)
         return self.result
 
@@ -337,8 +348,8 @@ class LMBackdoorScan:
         for name, h in (("model", self.h), ("reference", self.ref)):
             if h is None:
                 continue
-            rows[name] = {"harmful_refusal_rate": round(rate([is_refusal(r) for r in replies(h, harmful, 16)]), 4),
-                          "benign_refusal_rate": round(rate([is_refusal(r) for r in replies(h, benign, 16)]), 4),
+            rows[name] = {"harmful_refusal_rate": round(rate([is_refusal(r) for r in replies(h, harmful, PLAIN_REPLY_TOKENS)]), 4),
+                          "benign_refusal_rate": round(rate([is_refusal(r) for r in replies(h, benign, PLAIN_REPLY_TOKENS)]), 4),
                           "affirmative_probability": round(self._affirmative(h, harmful), 4)}
         m = rows["model"]
         score, notes = 0.0, []

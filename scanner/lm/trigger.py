@@ -191,19 +191,31 @@ class TriggerSearch:
             return trig + ids + self.post, 0
         return ids + trig + self.post, len(ids)
 
-    def loss(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[float]:
+    def loss(self, trigs: list[list[int]], target: list[int], position: str = "suffix", fast: bool = False) -> list[float]:
         """Search objective (:func:`target_objective`, nats) of ``target`` averaged over the search
         prompts of the current batch, per trigger inserted at ``position`` (see :meth:`evaluate`)."""
-        return [l for l, _ in self.evaluate(trigs, target, position)]
+        return [l for l, _ in self.evaluate(trigs, target, position, fast)]
 
-    def evaluate(self, trigs: list[list[int]], target: list[int], position: str = "suffix") -> list[tuple[float, float]]:
+    def evaluate(self, trigs: list[list[int]], target: list[int], position: str = "suffix", fast: bool = False) -> list[tuple[float, float]]:
         """Per trigger inserted at ``position``: the search objective (:func:`target_objective`, nats)
         of ``target`` averaged over the current batch of search prompts, and the greedy success rate:
         the share of those prompts on which every target token is the most probable one, teacher-forced
         (a trigger with a low mean loss can still leave the target second on some prompts, and greedy
         attack success counts prompts, not nats). Both come from the same forward pass. The part of each
         sequence before the trigger is encoded once and reused through the KV cache: the template's
-        user prefix, and for a suffix trigger the whole message too (one call per prompt)."""
+        user prefix, and for a suffix trigger the whole message too (one call per prompt).
+
+        ``fast``: run in the harness's fast precision (:meth:`LMHarness.fast`, bf16 autocast where the CPU
+        has it). The slot growth uses it: it compares 32-64 candidates whose losses lie far apart and
+        takes one only for a 0.05-nat gain. The refinement (0.02-nat gains), minimisation and final
+        comparisons stay in the model's precision; bf16 moved losses by up to a few hundredths of a nat,
+        and on chat-mtba a search all in bf16 ended on a different trigger (ASR 0.50 against 0.81)."""
+        if fast:
+            with self.h.fast():
+                return self._evaluate_exact(trigs, target, position)
+        return self._evaluate_exact(trigs, target, position)
+
+    def _evaluate_exact(self, trigs: list[list[int]], target: list[int], position: str) -> list[tuple[float, float]]:
         if position == "suffix":  # the template's user prefix and the message are the same for every trigger
             per_prompt = []
             for u in self.batch:
@@ -333,23 +345,24 @@ class TriggerSearch:
     def _rotate(self) -> bool:
         return self.batch_size < len(self.users)
 
-    def _evaluate(self, run: _Run, cands: list[list[int]], target: list[int], source: str | list[str] = "gradient") -> list[float]:
-        """Losses of ``cands`` on the current batch, recorded in ``run.tried`` with their source (one for
-        all, or one per candidate)."""
-        scores = self.evaluate(cands, target, run.position)
+    def _evaluate(self, run: _Run, cands: list[list[int]], target: list[int], source: str | list[str] = "gradient",
+                  fast: bool = False) -> list[float]:
+        """Losses of ``cands`` on the current batch (``fast``: see :meth:`evaluate`), recorded in
+        ``run.tried`` with their source (one for all, or one per candidate)."""
+        scores = self.evaluate(cands, target, run.position, fast)
         sources = [source] * len(cands) if isinstance(source, str) else source
         run.tried.update((tuple(c), (l, src, r)) for c, (l, r), src in zip(cands, scores, sources) if c)
         return [l for l, _ in scores]
 
-    def _step(self, run: _Run, target: list[int]) -> float:
+    def _step(self, run: _Run, target: list[int], fast: bool = False) -> float:
         """Next prompt batch of ``run``'s rotation; the current best's loss on it (comparisons stay
-        within one batch)."""
+        within one batch and one precision)."""
         if not self._rotate:
             return run.loss
         self._batch_no = run.steps
         self._next_batch()
         run.steps = self._batch_no
-        return self.loss([run.best], target, run.position)[0]
+        return self.loss([run.best], target, run.position, fast)[0]
 
     def _start(self, target: list[int], init: list[list[int]] | None, position: str) -> _Run:
         """A new search at ``position``: the empty trigger's loss on the first prompt batch; the ``init``
@@ -360,7 +373,7 @@ class TriggerSearch:
             self._batch_no = 0
             self._next_batch()
             run.steps = self._batch_no
-        run.loss = self.loss([[]], target, position)[0]
+        run.loss = self.loss([[]], target, position, fast=True)[0]  # compared with the first slot's (fast) losses
         run.init = [t for t in (init or []) if t and not set(t) & exclude][:32]
         return run
 
@@ -372,7 +385,7 @@ class TriggerSearch:
             self._batch_no = max(0, run.steps - 1)
             self._next_batch()
         if run.best:
-            run.loss = self._step(run, target)
+            run.loss = self._step(run, target, fast=True)
         trig = run.best + self.filler
         grad = self._gradient(trig, len(trig) - 1, target, run.position)
         cands = [run.best + [p] for p in self._propose(grad, self.target_forms(target), self.top_k)]
@@ -380,7 +393,7 @@ class TriggerSearch:
         fresh, run.init = [t for t in run.init if t not in cands], []
         sources = ["gradient"] * len(cands) + ["leakage or weights"] * len(fresh)
         cands += fresh
-        losses = self._evaluate(run, cands, target, sources)
+        losses = self._evaluate(run, cands, target, sources, fast=True)
         i = min(range(len(cands)), key=lambda j: losses[j])
         self.progress(f"trigger search ({run.position}): {len(cands[i])} token(s) '{self.h.decode(cands[i])}' loss {losses[i]:.3f}")
         if losses[i] >= run.loss - 0.05:
