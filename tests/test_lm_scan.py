@@ -393,3 +393,23 @@ def test_trigger_search_evaluations_in_bf16_rank_like_fp32(chat_backdoored):
     assert min(range(len(trigs)), key=lambda i: scores["bf16"][i][0]) == 0
     with pytest.raises(ValueError):
         LMHarness(model, tok, precision="fp8")
+
+
+def test_teacher_forced_batches_are_bounded_by_their_logits_too(chat_backdoored, monkeypatch):
+    """A batch keeps rows x (target length + 1) x vocabulary logits: with the bound set to a few rows'
+    worth, the same log-probabilities come out of smaller batches (a 262k vocabulary made them 2 GB apiece)."""
+    import scanner.lm.harness as harness
+
+    h = _harness(chat_backdoored.path)
+    prompts = [h.prompt_ids(s) for s, _ in tiny.sentences(6, 29)]
+    target = h.tok(tiny.TINY_TARGET, add_special_tokens=False)["input_ids"]
+    whole, top = h.continuation_logprobs(prompts, [target] * len(prompts), greedy=True)
+    assert len(h._chunks(prompts)) == 1
+    rows = 2
+    monkeypatch.setattr(harness, "MAX_LOGIT_ELEMENTS", rows * (len(target) + 1) * h.vocab_size)
+    calls = []
+    real = h.model.forward
+    monkeypatch.setattr(h.model, "forward", lambda *a, **k: calls.append(k["input_ids"].shape[0]) or real(*a, **k))
+    split, top_split = h.continuation_logprobs(prompts, [target] * len(prompts), greedy=True)
+    assert calls == [rows] * (len(prompts) // rows)
+    assert torch.allclose(whole, split, atol=1e-5) and torch.equal(top, top_split)

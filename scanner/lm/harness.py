@@ -14,6 +14,11 @@ from typing import Any, Sequence
 
 MARKER = "\u2063SCANNERUSERTURN\u2063"
 
+#: Most logits (floats) one :meth:`LMHarness.continuation_logprobs` batch keeps: 128M floats are 512 MB in
+#: fp32, 70 rows of a 6-token target for Gemma-3's 262k vocabulary; for SmolLM2's 49k it is 390 rows, more
+#: than the token bound lets through.
+MAX_LOGIT_ELEMENTS = 128 * 2**20
+
 
 class LMHarness:
     """Binds a causal LM and its tokenizer; all methods take and return token-id lists.
@@ -135,11 +140,13 @@ class LMHarness:
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         return ids, mask, pos
 
-    def _chunks(self, seqs: list[list[int]]) -> list[tuple[int, int]]:
+    def _chunks(self, seqs: list[list[int]], max_rows: int | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` row ranges of ``seqs`` of at most :attr:`max_batch_tokens` padded tokens and
+        at most ``max_rows`` rows each."""
         out, start, width = [], 0, 0
         for i, s in enumerate(seqs):
             width = max(width, len(s))
-            if i > start and width * (i - start + 1) > self.max_batch_tokens:
+            if i > start and (width * (i - start + 1) > self.max_batch_tokens or (max_rows and i - start + 1 > max_rows)):
                 out.append((start, i))
                 start, width = i, len(s)
         out.append((start, len(seqs)))
@@ -183,7 +190,10 @@ class LMHarness:
         out = torch.zeros(len(seqs), L)
         top = torch.ones(len(seqs), L, dtype=torch.bool)
         S = len(shared or [])
-        for a, b in self._chunks(seqs):
+        # the kept logits and their log-softmax are rows x (L + 1) x vocabulary floats each: bound them too
+        # (Gemma-3-270M's 262k-token vocabulary made them 2 GB apiece in batches bounded by tokens alone)
+        max_rows = max(1, MAX_LOGIT_ELEMENTS // ((L + 1) * self.vocab_size))
+        for a, b in self._chunks(seqs, max_rows):
             self._check()
             ids, mask, pos = self._pad(seqs[a:b])
             kw: dict[str, Any] = {}

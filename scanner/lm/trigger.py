@@ -404,8 +404,10 @@ class TriggerSearch:
 
     def _refine(self, run: _Run, target: list[int]) -> None:
         """Coordinate refinement of ``run``'s trigger: each slot in turn, the top half of the gradient's
-        proposals evaluated exactly, for up to :attr:`rounds` rounds."""
+        proposals evaluated exactly, for up to :attr:`rounds` rounds, in the model's precision."""
         exclude = self.target_forms(target)
+        if not self._rotate and run.best and self.h.precision != "fp32":  # the growth's last loss came from a fast evaluation: compare like with like
+            run.loss = self.loss([run.best], target, run.position)[0]
         for _ in range(self.rounds if len(run.best) > 1 else 0):
             improved = False
             for slot in range(len(run.best)):
