@@ -317,7 +317,7 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
             "lm-cost", "ok", f"{sum(res.forward_tokens.values()):,} forward tokens", None,
             {"forward_tokens": res.forward_tokens, "seconds": res.seconds, "probe_set": benign.source,
              "reference": reference if ref_pair else None,
-             "search_precision": lm.h.precision}))  # of the trigger search's exact evaluations
+             "search_precision": lm.h.precision}))  # of the trigger search's slot growth
 
 
 def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:

@@ -197,12 +197,9 @@ class LMHarness:
             self._check()
             ids, mask, pos = self._pad(seqs[a:b])
             kw: dict[str, Any] = {}
+            full_mask = mask
             if S:
-                kw[self._cache_kw] = self.shared_cache(shared, b - a)
-                full_mask = torch.cat([torch.ones(b - a, S, dtype=torch.long), mask], 1)
-                pos = pos + S
-            else:
-                full_mask = mask
+                kw, full_mask, pos = self.after_shared(shared, mask, pos)
             with torch.no_grad():
                 logits = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos, **kw, **self._keep(L + 1)).logits
             logp = torch.log_softmax(logits[:, -(L + 1) :].float(), -1)  # the last L + 1 positions
@@ -216,18 +213,21 @@ class LMHarness:
                     top[i, : len(c)] = logp[r, start : start + len(c)].argmax(-1) == idx
         return (out, top) if greedy else out
 
-    def shared_cache(self, shared: list[int], rows: int) -> Any:
-        """KV cache of ``shared`` (token ids, encoded once without gradients, counted in
-        :attr:`forward_tokens`) repeated for a batch of ``rows``; the batch that uses it passes an
-        attention mask of ``len(shared)`` ones before its own and position ids offset by ``len(shared)``."""
+    def after_shared(self, shared: list[int], mask: Any, pos: Any) -> tuple[dict[str, Any], Any, Any]:
+        """A batch (attention ``mask`` and position ids ``pos``, ``[B, T]``) that follows ``shared`` (token
+        ids, encoded once without gradients, counted in :attr:`forward_tokens`): returns the forward
+        kwargs carrying ``shared``'s KV cache repeated for the ``B`` rows, the mask with ``len(shared)``
+        ones before it (``[B, S + T]``) and the position ids offset by ``len(shared)``."""
         import torch
 
         with torch.no_grad():
             out = self.model(input_ids=torch.tensor([shared]), use_cache=True, **self._keep(1))
         self.forward_tokens += len(shared)
         cache = _cache_of(out)
+        rows = mask.shape[0]
         cache.batch_repeat_interleave(rows)
-        return cache
+        full_mask = torch.cat([torch.ones(rows, len(shared), dtype=mask.dtype), mask], 1)
+        return {self._cache_kw: cache}, full_mask, pos + len(shared)
 
     def generate(self, prefixes: list[list[int]], max_new_tokens: int = 16, *, sample: bool = False,
                  temperature: float = 1.0, num_return_sequences: int = 1, seed: int = 0) -> list[list[int]]:

@@ -247,9 +247,7 @@ class TriggerSearch:
         ids, mask, pos = self.h._pad(seqs)
         kw: dict = {}
         if self.pre:
-            S = len(self.pre)
-            kw[self.h._cache_kw] = self.h.shared_cache(self.pre, len(seqs))
-            mask, pos = torch.cat([torch.ones(len(seqs), S, dtype=torch.long), mask], 1), pos + S
+            kw, mask, pos = self.h.after_shared(self.pre, mask, pos)
         width = ids.shape[1]
         one_hot = torch.zeros(emb.shape[0], dtype=emb.dtype)
         one_hot[trig[slot]] = 1.0
