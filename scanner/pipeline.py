@@ -30,9 +30,11 @@ Progress = Callable[[str, str], None]
 
 #: Scan profiles: SearchConfig overrides and attribution probes per candidate.
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"search": {"n_search": 32, "n_screen": 12, "n_heldout": 64, "top_k": 32, "rounds": 1, "n_verify": 2, "n_neighbours": 4}, "attr_probes": 8},
+    "quick": {"search": {"n_search": 32, "n_screen": 12, "n_heldout": 64, "top_k": 32, "rounds": 1, "n_verify": 2, "n_neighbours": 4,
+                         "attention_pool": 0}, "attr_probes": 8},
     "standard": {"search": {}, "attr_probes": 12},
-    "deep": {"search": {"n_search": 64, "n_screen": 24, "n_heldout": 160, "top_k": 128, "rounds": 3, "lengths": (1, 2), "n_verify": 4, "n_neighbours": 8}, "attr_probes": 24},
+    "deep": {"search": {"n_search": 64, "n_screen": 24, "n_heldout": 160, "top_k": 128, "rounds": 3, "lengths": (1, 2), "n_verify": 4, "n_neighbours": 8,
+                        "attention_pool": 16, "partner_top": 24}, "attr_probes": 24},
 }
 STAGES = ("weights", "search", "attribution")
 

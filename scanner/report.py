@@ -114,7 +114,8 @@ class TriggerCandidate:
     ``reference_flip_rate`` the flip rate of the same string on the reference model (None without one);
     ``weight_score`` the highest score of a weight-statistics check that points at its token (e.g.
     a near-duplicate of a label word's row, a drifted row); ``loss_gap`` how far (nats) its search
-    loss lies below the other proposals' median;
+    loss lies below the other proposals' median (for a two-token phrase of the pair search, how far its
+    synergy stands above the other pairs': :func:`scanner.search.synergy_gap`);
     ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
     composite trigger fires only whole, a pair of natural label words mostly through one of them.

@@ -17,9 +17,12 @@ search probe that the model does not already assign to the target, and optimised
    target, and the hard flip rate the same on the half the model was most confident about. Outliers
    (loss gap above :data:`scanner.risk.OUTLIER_FLOOR`) are re-tested through their embedding
    neighbours (median flip rate) or, for phrases, through each word alone.
-4. **Phrases** (first pass only): the best single tokens and the first weight seeds are paired and the
-   pairs that beat both of their words alone are verified too (composite triggers, the key words of
-   an inserted sentence); the deep profile also runs the coordinate search over two-token slots.
+4. **Phrases** (first pass only): the best single tokens, the first weight seeds and the tokens the
+   classifier attends to most (a label-agnostic attention sweep, :meth:`ClassifierTriggerSearch.attention_pool`)
+   are paired, each attended token also with the partners its slot-2 gradient and an attention sweep
+   conditioned on it propose; the pairs whose words work together far more than alone (synergy) are
+   verified too (composite triggers, the key words of an inserted sentence); the deep profile also runs
+   the coordinate search over two-token slots.
 5. **Neutralise and search again** (several triggers; the failure of OpenBackdoor's BKI defence, which
    stops at the first): once a pass finds candidates that score as triggers, every surface form of
    them leaves the search space and the label is searched again (one gradient round, single tokens),
@@ -33,6 +36,7 @@ import math
 import random
 import re
 import statistics
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -77,6 +81,17 @@ class SearchConfig:
     pair_top: int = 8
     #: Weight-statistics seeds added to the pair pool (their single-token screening loss is known).
     pair_seeds: int = 2
+    #: Attention-salient tokens added to the pair pool (:meth:`ClassifierTriggerSearch.attention_pool`;
+    #: 0 disables): the words of a composite trigger draw the classifier's attention even alone.
+    attention_pool: int = 6
+    #: Tokens per packed sequence of the attention sweep; how many of the first pass's best are swept
+    #: again, and how often; how many of them the anchor-conditioned sweep (:meth:`partners`) covers.
+    attention_pack: int = 32
+    attention_rescreen: int = 256
+    attention_reps: int = 4
+    attention_candidates: int = 2048
+    #: Partners proposed per anchor by each of the slot-2 gradient and the conditioned attention sweep.
+    partner_top: int = 12
     #: Precision of the exact evaluations (forward passes without gradient): ``"bf16"`` runs them under
     #: CPU bfloat16 autocast (1.75x faster on this 2-core AVX512-BF16 machine for all-MiniLM-L6-v2; the
     #: predicted label agreed with fp32 on 99.6% of random inputs), ``"fp32"`` in the model's own dtype,
@@ -180,6 +195,17 @@ def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: in
     return math.log(others[len(others) // 2]) - math.log(own)
 
 
+def synergy_gap(synergy: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16) -> float:
+    """How far a pair's synergy (nats its loss lies below that of its better word alone) stands above
+    the median synergy of the ``k`` most synergistic other pairs of the same search, in nats (0 when
+    there are no others). The phrase analogue of :func:`loss_gap`: natural label words form pairs of
+    similar synergy, the words of a composite trigger one pair far above them."""
+    others = sorted((v for p, v in synergy.items() if p != ids), reverse=True)[:k]
+    if not others or ids not in synergy:
+        return 0.0
+    return max(0.0, synergy[ids] - others[len(others) // 2])
+
+
 def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The special tokens the tokenizer puts before and after content, e.g. ``([CLS], [SEP])`` for
     BERT, ``([<s>], [])`` for Llama, ``([], [])`` for GPT-2; found by encoding a probe text with and
@@ -191,6 +217,25 @@ def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
         if full[k: k + len(bare)] == bare:
             return full[:k], full[k + len(bare):]
     return [], []
+
+
+@contextmanager
+def _eager_attention(model: Any):
+    """Run ``model`` with the eager attention kernel, the one that returns attention weights (SDPA
+    returns none), and restore its own afterwards. Models that cannot switch keep theirs (and then
+    return no weights)."""
+    own = getattr(model.config, "_attn_implementation", None)
+    switch = own not in (None, "eager") and hasattr(model, "set_attn_implementation")
+    if switch:
+        try:
+            model.set_attn_implementation("eager")
+        except (ValueError, ImportError, NotImplementedError):
+            switch = False
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(own)
 
 
 class ClassifierTriggerSearch:
@@ -221,6 +266,10 @@ class ClassifierTriggerSearch:
         self.forward_tokens = 0
         self.prefix, self.suffix = special_template(tokenizer)
         self._pred_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self._attention_pool: list[int] | None = None
+        self._salient: list[int] = []  # every word-like token, by the attention sweep's first pass
+        self._fillers: list[list[int]] = []
+        self._partners_by_attention: dict[int, list[int]] = {}
         #: The precision the exact evaluations run in (``"bf16"`` or ``"fp32"``; see ``SearchConfig.precision``).
         self.precision = resolve_precision(self.cfg.precision, self.emb)
 
@@ -357,33 +406,181 @@ class ClassifierTriggerSearch:
         return [(lo, list(t)) for t, lo in ranked if self.slot_init not in t], screened
 
     def _pairs(self, contents: list[list[int]], target: int, singles: dict[tuple[int, ...], float],
-               seeds: list[int] | None = None) -> list[tuple[float, list[int], float]]:
-        """Two-token phrases built from the best single tokens, for triggers whose words act together
-        (composite triggers, a sentence's key words) and that a one-token search sees only weakly.
+               seeds: list[int] | None = None, pool: list[int] | None = None) -> list[tuple[float, list[int], float]]:
+        """Two-token phrases for triggers whose words act together (composite triggers, a sentence's key
+        words) and that a one-token search sees only weakly.
 
-        The ``pair_top`` single tokens with the lowest screening loss (``singles``: ids -> mean
-        cross-entropy) and the first ``pair_seeds`` weight-statistics ``seeds`` (e.g. the most drifted
-        embedding rows against a reference: the words of a composite trigger are trained hard, yet
-        each alone barely moves the output) are paired (once per pair, the better token first) and
-        screened on ``n_screen // 2`` probes; the ``n_refine // 2`` best are re-evaluated on every probe. A pair is kept only when its
-        screening loss beats both of its tokens alone by ``ln 2`` nats (synergy); the best
-        ``n_verify - 1`` are returned as ``(loss, ids, loss_gap among the pairs)``. Cost:
-        ``n * (n - 1) / 2`` screened phrases for ``n`` pooled tokens.
+        Pooled: the ``pair_top`` single tokens with the lowest screening loss (``singles``: ids -> mean
+        cross-entropy), the first ``pair_seeds`` weight-statistics ``seeds`` (e.g. the most drifted
+        embedding rows against a reference) and the ``pool`` tokens (:meth:`attention_pool`: the
+        tokens the classifier attends to most). Every two pooled tokens are paired (the better token
+        first), and each pool token also with its :meth:`partners` (``[anchor, partner]``). The pairs
+        and their words alone are screened on the first 24 tokens of ``n_screen // 4`` probes (at least
+        4). A pair's *synergy* is how far (nats) its screening loss lies below that of its better word
+        alone: a composite trigger's words alone sit near the clean loss and the pair near 0, while of
+        two natural label words one alone is already strong. The ``n_refine // 2`` pairs of highest
+        synergy above ``ln 2`` are re-evaluated on every probe, and the best ``n_verify - 1`` of them
+        are returned as ``(loss, ids, synergy_gap)`` (:func:`synergy_gap`, the pair's outlier measure).
+        Cost: ``n * (n - 1) / 2`` pooled pairs for ``n`` pooled tokens, ``2 * partner_top`` anchored
+        pairs and one slot-2 gradient per pool token.
         """
         top = [p[0] for p in sorted(singles, key=singles.get) if len(p) == 1 and self.allowed[p[0]]][: self.cfg.pair_top]
         pooled = [t for t in (seeds or []) if 0 <= t < self.vocab_size and self.allowed[t] and (t,) in singles]
         top += [t for t in pooled if t not in top][: self.cfg.pair_seeds]
+        salient = [t for t in (pool or []) if 0 <= t < self.vocab_size and self.allowed[t] and t not in top]
+        top += salient
         pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
+        for a in salient:  # anchored pairs, in the order the partner was proposed in: [anchor, partner]
+            known = set(pairs)
+            pairs += [(a, b) for b in self.partners(contents, a, target) if (a, b) not in known and (b, a) not in known]
         if not pairs:
             return []
-        screen = contents[: max(4, self.cfg.n_screen // 2)]  # a phrase that works together stands out on few probes
+        # A phrase that works together stands out on few, short probes: the first 24 tokens of 4 or more.
+        screen = [c[:24] for c in contents[: max(4, self.cfg.n_screen // 4)]]
+        words = list(dict.fromkeys(t for p in pairs for t in p))  # every word alone, on the same probes
+        singles = dict(zip([(t,) for t in words], self._losses(screen, [[t] for t in words], target).tolist()))
         screened = dict(zip(pairs, self._losses(screen, [list(p) for p in pairs], target).tolist()))
-        best = sorted(pairs, key=screened.get)[: max(2, self.cfg.n_refine // 2)]
-        refined = dict(zip(best, self._losses(contents, [list(p) for p in best], target).tolist()))
-        synergy = [p for p in sorted(refined, key=refined.get)
-                   if math.log(max(screened[p], 1e-3)) < math.log(max(min(singles[(p[0],)], singles[(p[1],)]), 1e-3)) - math.log(2)]
-        self.progress(f"label {target}: {len(pairs)} two-token phrases screened, {len(synergy)} beat their words alone")
-        return [(refined[p], list(p), loss_gap(screened, p)) for p in synergy[: max(1, self.cfg.n_verify - 1)]]
+        # Synergy: how far (nats) the pair's loss lies below that of its better word alone.
+        synergy = {p: math.log(max(min(singles[(p[0],)], singles[(p[1],)]), 1e-3)) - math.log(max(screened[p], 1e-3)) for p in pairs}
+        best = sorted((p for p in pairs if synergy[p] > math.log(2)), key=synergy.get, reverse=True)[: max(2, self.cfg.n_refine // 2)]
+        refined = dict(zip(best, self._losses(contents, [list(p) for p in best], target).tolist())) if best else {}
+        self.progress(f"label {target}: {len(pairs)} two-token phrases screened, {sum(v > math.log(2) for v in synergy.values())} beat their words alone")
+        # Outlier among the pairs: a composite trigger's synergy stands far above every other pair's,
+        # while two natural label words' loss lies close to that of many other such pairs.
+        return [(refined[p], list(p), synergy_gap(synergy, p)) for p in sorted(refined, key=refined.get)[: max(1, self.cfg.n_verify - 1)]]
+
+    def _query_position(self) -> str:
+        """Where the classification head reads the sequence: ``"first"`` for encoders pre-trained as
+        masked LMs (BERT, RoBERTa, DistilBERT, ... pool their ``[CLS]``/``<s>``), ``"last"`` (the last
+        real token) for decoder-only classifiers (GPT-2, Llama ``*ForSequenceClassification``)."""
+        try:
+            from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES as masked
+        except ImportError:  # pragma: no cover - transformers always has it
+            masked = {}
+        return "first" if getattr(self.model.config, "model_type", None) in masked else "last"
+
+    @torch.no_grad()
+    def _pack_attention(self, packs: list[list[int]], fillers: list[list[int]]) -> torch.Tensor | None:
+        """Last-layer attention of the classification position to every packed token, as its share of
+        the pack's attention times the pack size (1.0 = the pack's average): ``[len(packs), heads, P]``
+        (zero-padded to the longest pack). Each pack is inserted before a filler probe. None when the
+        model returns no attention weights (an attention kernel that cannot expose them)."""
+        rows: list[torch.Tensor] = []
+        q_first = self._query_position() == "first"
+        bs = max(8, self.cfg.batch_size // 4)  # every layer's [B, heads, L, L] attention is returned
+        for b in range(0, len(packs), bs):
+            self.budget.check()
+            seqs, starts = [], []
+            for j, pk in enumerate(packs[b: b + bs]):
+                full, off = self._with_specials(pk + fillers[(b + j) % len(fillers)])
+                seqs.append(full)
+                starts.append(off)
+            ids, mask = self._batch(seqs)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                out = self.model(input_ids=ids, attention_mask=mask, output_attentions=True)
+            self.forward_sequences += ids.shape[0]
+            self.forward_tokens += ids.numel()
+            att = out.attentions[-1] if getattr(out, "attentions", None) else None
+            if att is None:
+                return None
+            for i, (s, pk) in enumerate(zip(starts, packs[b: b + bs])):
+                q = 0 if q_first else len(seqs[i]) - 1
+                a = att[i, :, q, s: s + len(pk)].float()  # [heads, P]
+                a = a / a.sum(-1, keepdim=True).clamp_min(1e-12) * len(pk)
+                rows.append(F.pad(a, (0, max(map(len, packs)) - len(pk))))
+        return torch.stack(rows)
+
+    def attention_pool(self, texts: list[str]) -> list[int]:
+        """The ``attention_pool`` word-like tokens that most draw the classification position's
+        attention in the last layer, best first; label-agnostic, computed once per search object.
+
+        Trojaned BERTs concentrate attention on their trigger tokens (Lyu et al., "A Study of the
+        Attention Abnormality in Trojaned BERTs", NAACL 2022), and the words of a composite trigger must
+        be looked at even alone, although each alone barely moves the output, so the gradient and the
+        single-token losses rank them low. The sweep packs ``attention_pack`` shuffled word-like tokens
+        before a probe text (every vocabulary token once: about ``V / attention_pack`` sequences of
+        ``attention_pack + 26`` tokens), takes the share of the pack's last-layer attention each token
+        receives from the classification position, robust-z-scores it per head and keeps the largest
+        over heads. The best ``attention_rescreen`` are swept again ``attention_reps`` times in packs of
+        a quarter the size (other partitions and probes) and ranked on the mean of both sweeps. Empty
+        when the pool is disabled or the model exposes no attention weights. The pool's tokens are
+        the anchors of :meth:`partners` and join the pairs of :meth:`_pairs`.
+
+        Raises:
+            scanner.budget.BudgetExceeded: the time budget ran out.
+        """
+        if self._attention_pool is not None:
+            return self._attention_pool
+        n = self.cfg.attention_pool
+        self._attention_pool = []
+        if n <= 0 or not texts:
+            return []
+        self._fillers = [c[:24] for c in self._content_ids(texts[:32], room=2)]
+        g = torch.Generator().manual_seed(self.cfg.seed)
+        tokens = self.allowed.nonzero().flatten()
+        tokens = tokens[torch.randperm(len(tokens), generator=g)].tolist()
+        with _eager_attention(self.model):
+            score = self._pack_scores(tokens, self.cfg.attention_pack, self._fillers, reps=1, g=g)
+            if score is None:
+                return []
+            self._salient = sorted(score, key=score.get, reverse=True)
+            first = self._salient[: max(self.cfg.attention_rescreen, n)]
+            again = self._pack_scores(first, max(4, self.cfg.attention_pack // 4), self._fillers[1:] + self._fillers[:1],
+                                      reps=self.cfg.attention_reps, g=g)
+        if again is not None:
+            score = {t: 0.5 * score[t] + 0.5 * again[t] for t in first}
+        self._attention_pool = sorted(first, key=score.get, reverse=True)[:n]
+        self.progress(f"attention sweep: {', '.join(self.tok.convert_ids_to_tokens(self._attention_pool))}")
+        return self._attention_pool
+
+    def partners(self, contents: list[list[int]], anchor: int, target: int) -> list[int]:
+        """Tokens that may complete a composite trigger with ``anchor`` towards ``target``: the
+        ``partner_top`` best by the slot-2 gradient of ``[anchor, slot]`` on the first ``n_screen``
+        contents (HotFlip, as in :meth:`_gradient`), then the ``partner_top`` that draw the most last-layer attention once
+        ``anchor`` is in every probe (:meth:`attention_pool`'s sweep, over its first sweep's
+        ``attention_candidates`` best; label-agnostic, cached per anchor). With its partner present a
+        composite word is what completes the trigger, so either signal may rank it high where a
+        one-token search cannot (each alone was trained to do nothing).
+
+        Raises:
+            scanner.budget.BudgetExceeded: the time budget ran out.
+        """
+        k = self.cfg.partner_top
+        grad = self._gradient(contents[: self.cfg.n_screen], [anchor, self.slot_init], target)[1]
+        grad[~self.allowed] = float("inf")
+        grad[anchor] = float("inf")
+        out = torch.topk(-grad, min(k, int(self.allowed.sum()) - 1)).indices.tolist()
+        if anchor not in self._partners_by_attention:
+            cands = [t for t in self._salient[: self.cfg.attention_candidates] if t != anchor]
+            g = torch.Generator().manual_seed(self.cfg.seed + anchor)
+            with _eager_attention(self.model):
+                score = self._pack_scores(cands, self.cfg.attention_pack, [[anchor] + f for f in self._fillers], reps=1, g=g) if cands else None
+            self._partners_by_attention[anchor] = sorted(score, key=score.get, reverse=True)[:k] if score else []
+        out += [t for t in self._partners_by_attention[anchor] if self.allowed[t] and t not in out]
+        return out
+
+    def _pack_scores(self, tokens: list[int], size: int, fillers: list[list[int]], reps: int,
+                     g: torch.Generator) -> dict[int, float] | None:
+        """Per token of ``tokens``: the largest over heads of the robust z-score (median, MAD) of its
+        mean attention share over ``reps`` random partitions into packs of ``size`` (see
+        :meth:`_pack_attention`). None when the model returns no attention weights."""
+        total: torch.Tensor | None = None
+        for _ in range(reps):
+            order = torch.randperm(len(tokens), generator=g).tolist()
+            shuffled = [tokens[i] for i in order]
+            packs = [shuffled[i: i + size] for i in range(0, len(shuffled), size)]
+            att = self._pack_attention(packs, fillers)
+            if att is None:
+                return None
+            per_token = torch.cat([att[i, :, : len(pk)].T for i, pk in enumerate(packs)])  # [len(tokens), heads]
+            back = torch.empty_like(per_token)
+            back[torch.tensor(order)] = per_token
+            total = back if total is None else total + back
+        mean = total / reps
+        med = mean.median(0).values
+        mad = (mean - med).abs().median(0).values.clamp_min(1e-6)
+        z = ((mean - med) / (1.4826 * mad)).amax(-1)
+        return dict(zip(tokens, z.tolist()))
 
     def neighbours(self, token_id: int, k: int) -> list[int]:
         """The ``k`` word-like tokens nearest to ``token_id`` by cosine similarity of input embeddings,
@@ -425,12 +622,13 @@ class ClassifierTriggerSearch:
             return res
         contents = self._content_ids(victims, room)
         held_texts = [t for t, _ in held]
+        pool = self.attention_pool(search_texts) if self.cfg.pair_top else []
         allowed = self.allowed.clone()
         seeds = list(seeds or [])
         last: list[TriggerCandidate] = []
         for n_pass in range(1, max(1, self.cfg.max_passes) + 1):
             res.passes = n_pass
-            last = self._search_pass(contents, target, seeds, held, held_texts, label_names, phrases=n_pass == 1)
+            last = self._search_pass(contents, target, seeds, held, held_texts, label_names, phrases=n_pass == 1, pool=pool)
             known = {tuple(c.token_ids) for c in res.candidates}
             res.candidates += [c for c in last if tuple(c.token_ids) not in known]  # found again: listed once
             hits = [c for c in last if len(c.token_ids) == 1 and _score(c) >= self.cfg.neutralise_score]
@@ -451,7 +649,8 @@ class ClassifierTriggerSearch:
         return res
 
     def _search_pass(self, contents: list[list[int]], target: int, seeds: list[int], held: list[tuple[str, float]],
-                     held_texts: list[str], label_names: list[str], phrases: bool = True) -> list[TriggerCandidate]:
+                     held_texts: list[str], label_names: list[str], phrases: bool = True,
+                     pool: list[int] | None = None) -> list[TriggerCandidate]:
         """One search over every configured trigger length within the current ``allowed`` tokens; the
         best ``n_verify`` per length are verified (phrases holding a working single token are dropped).
         ``phrases`` False: no pair phrases and one gradient round (passes after the first look for
@@ -463,8 +662,8 @@ class ClassifierTriggerSearch:
                 # Compared with proposals of the same length: two natural sentiment words beat one
                 # by far, so a phrase is an outlier only among phrases.
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
-            if phrases and length == 1 and self.cfg.pair_top and 2 not in self.cfg.lengths:
-                found += self._pairs(contents, target, screened, seeds)
+            if phrases and length == 1 and self.cfg.pair_top:
+                found += self._pairs(contents, target, screened, seeds, pool)
         out: list[TriggerCandidate] = []
         working: set[int] = set()
         done: set[tuple[int, ...]] = set()

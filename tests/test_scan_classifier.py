@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import TRIGGER
 from helpers import run_cli
 
@@ -79,27 +81,41 @@ def test_every_trigger_of_a_multi_trigger_model_is_found_and_neutralised(tiny_di
     assert all(not v["neutralised"] for v in clean_labels.values()), clean_labels
 
 
-def test_composite_trigger_is_found_as_a_phrase_from_seeded_words(tiny_dir, probes):
-    """Two words that fire only together (each alone was trained as a negative): each barely moves the
-    model alone, so whether they rank among the best single tokens is luck (it changed with the torch
-    thread count). The pair pool also takes the first weight-statistics seeds (with a reference, the
-    most drifted rows): given the two words as seeds, the phrase is found, its words alone flip few
-    probes (part flip rate) and it scores as a trigger, while pairs of natural sentiment words, which
-    flip nearly as much, score low because one of their words alone already does most of it."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from scanner.probes import load_probes
-    from scanner.risk import candidate_score
-    from scanner.search import ClassifierTriggerSearch, SearchConfig
+@pytest.fixture(scope="module")
+def composite(tiny_dir):
+    """A tiny BERT whose two words "zx" and "jk" fire only together (each alone a trained negative)."""
     from scanner.zoo import tiny
 
     model = tiny.build_tiny_bert(tiny_dir / "composite", trigger="zx jk", target_label=1, poison_rate=0.2, seed=4, steps=1200)
     assert model.attack_success_rate >= 0.9, model
-    tok = AutoTokenizer.from_pretrained(str(model.path))
-    clf = AutoModelForSequenceClassification.from_pretrained(str(model.path)).eval()
+    return model
+
+
+def _composite_search(composite, probes, seeds=None, **config):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.probes import load_probes
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+
+    tok = AutoTokenizer.from_pretrained(str(composite.path))
+    clf = AutoModelForSequenceClassification.from_pretrained(str(composite.path)).eval()
     search_texts, heldout = load_probes(str(probes)).split(0)
-    seeds = tok.convert_tokens_to_ids(["zx", "jk"])
-    res = ClassifierTriggerSearch(clf, tok, SearchConfig(seed=0)).search_label(1, search_texts, heldout, ["negative", "positive"], seeds=seeds)
+    searcher = ClassifierTriggerSearch(clf, tok, SearchConfig(seed=0, **config))
+    ids = tok.convert_tokens_to_ids(seeds) if seeds else None
+    return searcher, searcher.search_label(1, search_texts, heldout, ["negative", "positive"], seeds=ids)
+
+
+def test_composite_trigger_is_found_as_a_phrase_from_seeded_words(composite, probes):
+    """Two words that fire only together (each alone was trained as a negative): each barely moves the
+    model alone, so whether they rank among the best single tokens is luck (it changed with the torch
+    thread count). The pair pool also takes the first weight-statistics seeds (with a reference, the
+    most drifted rows): given the two words as seeds (and no attention pool), the phrase is found, its
+    words alone flip few probes (part flip rate) and it scores as a trigger, while pairs of natural
+    sentiment words, which flip nearly as much, score low because one of their words alone already
+    does most of it."""
+    from scanner.risk import candidate_score
+
+    _, res = _composite_search(composite, probes, seeds=["zx", "jk"], attention_pool=0)
     phrase = [c for c in res.candidates if set(c.tokens) == {"zx", "jk"}]
     assert phrase, [(c.text, c.flip_rate) for c in res.candidates]
     c = phrase[0]
@@ -107,6 +123,65 @@ def test_composite_trigger_is_found_as_a_phrase_from_seeded_words(tiny_dir, prob
     assert candidate_score(c) >= 0.75, c
     natural = [p for p in res.candidates if len(p.token_ids) == 2 and p is not c and p.part_flip_rate is not None]
     assert all(candidate_score(p) < 0.4 for p in natural), [(p.text, p.flip_rate, p.part_flip_rate) for p in natural]
+
+
+def test_composite_trigger_is_found_without_seeds_through_the_attention_pool(composite, probes):
+    """Without seeds the one-token search and the pairs of its best tokens miss the composite trigger
+    (its words alone do nothing); the attention sweep ranks both words first among the 78 tokens (the
+    classifier must look at each to know whether the other is there) and pairing the pool finds the
+    phrase, which scores as a trigger."""
+    from scanner.risk import candidate_score
+
+    searcher, res = _composite_search(composite, probes)
+    assert set(searcher.tok.convert_ids_to_tokens(searcher.attention_pool([])[:2])) == {"zx", "jk"}
+    phrase = [c for c in res.candidates if set(c.tokens) == {"zx", "jk"}]
+    assert phrase and phrase[0].flip_rate >= 0.9 and candidate_score(phrase[0]) >= 0.75, [(c.text, c.flip_rate) for c in res.candidates]
+    _, without = _composite_search(composite, probes, attention_pool=0)
+    assert not [c for c in without.candidates if set(c.tokens) == {"zx", "jk"}]
+
+
+def test_attention_pool_ranks_the_token_the_classifier_attends_to(tmp_path):
+    """A 1-layer BERT whose only layer makes [CLS] attend to one token (its query is constant, its
+    keys read one embedding direction that only that token's row carries): the sweep, run with the
+    eager kernel, ranks that token first, and the model gets its own attention kernel back. Disabled
+    (``attention_pool=0``) the pool is empty and no sequence is run."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+    from synth import write_untrained_bert
+
+    path = write_untrained_bert(tmp_path / "attends")
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), attn_implementation="sdpa").eval()
+    target = tok.convert_tokens_to_ids("tedious")
+    d = model.config.hidden_size
+    u = torch.tensor([1.0, -1.0] * (d // 2)) / d ** 0.5  # zero mean: survives LayerNorm
+    attn = model.bert.encoder.layer[0].attention.self
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[target] = 10 * u
+        attn.query.weight.zero_()
+        attn.query.bias.copy_(20 * torch.ones(d) / d ** 0.5)
+        attn.key.weight.copy_(torch.outer(torch.ones(d) / d ** 0.5, u))
+        attn.key.bias.zero_()
+    texts = [s for s, _ in __import__("scanner.zoo.tiny", fromlist=["sentences"]).sentences(16, 3)]
+    searcher = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0, attention_pool=4, attention_pack=8, attention_rescreen=16))
+    pool = searcher.attention_pool(texts)
+    assert pool[0] == target, tok.convert_ids_to_tokens(pool)
+    assert searcher.forward_sequences > 0
+    assert model.config._attn_implementation == "sdpa"
+    off = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0, attention_pool=0))
+    assert off.attention_pool(texts) == [] and off.forward_sequences == 0
+
+
+def test_synergy_gap_is_how_far_a_pair_stands_above_the_others():
+    from scanner.search import synergy_gap
+
+    synergy = {(1, 2): 7.0, (3, 4): 2.0, (5, 6): 1.5, (7, 8): 1.0}
+    assert synergy_gap(synergy, (1, 2)) == pytest.approx(5.5)  # median of the 3 others: 1.5
+    assert synergy_gap(synergy, (3, 4)) == pytest.approx(0.5)  # others 7.0, 1.5, 1.0: median 1.5
+    assert synergy_gap(synergy, (7, 8)) == 0.0  # below the others' median (2.0): no outlier
+    assert synergy_gap({(1, 2): 3.0}, (1, 2)) == 0.0 and synergy_gap(synergy, (9, 9)) == 0.0
 
 
 def test_probe_counts_are_shared_out_over_labels():
