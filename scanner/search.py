@@ -90,8 +90,15 @@ class SearchConfig:
     attention_rescreen: int = 256
     attention_reps: int = 4
     attention_candidates: int = 2048
-    #: Partners proposed per anchor by each of the slot-2 gradient and the conditioned attention sweep.
-    partner_top: int = 12
+    #: Partners proposed per anchor by the slot-2 gradient and by the conditioned attention sweep
+    #: (:meth:`ClassifierTriggerSearch.partners`); the best ``anchor_singles`` single tokens are anchors
+    #: too (gradient partners only): a composite word that alone flips some probes ranks among them.
+    partner_top: int = 24
+    attention_partners: int = 12
+    anchor_singles: int = 3
+    #: Pairs beyond this many are first screened on 2 probes, and only the ``pair_keep`` of lowest loss
+    #: go on to the full pair screening (their words alone included).
+    pair_keep: int = 128
     #: Precision of the exact evaluations (forward passes without gradient): ``"bf16"`` runs them under
     #: CPU bfloat16 autocast (1.75x faster on this 2-core AVX512-BF16 machine for all-MiniLM-L6-v2; the
     #: predicted label agreed with fp32 on 99.6% of random inputs), ``"fp32"`` in the model's own dtype,
@@ -109,13 +116,18 @@ class SearchConfig:
         breadth of the search (``top_k``, rounds, phrases, passes) does not change. Cost is linear in
         these counts, so a four-label scan costs about what a two-label one does; flip rates are
         measured on fewer probes (48 held-out instead of 96 for four labels: a standard error of at
-        most 0.07 instead of 0.05).
+        most 0.07 instead of 0.05). The anchored pairs of the composite search are shared out the same
+        way (``partner_top``, ``attention_partners``, ``pair_keep``; floors 8, 4 and 48): the anchors and
+        the rest of the search's breadth (``top_k``, rounds, phrases, passes) do not change.
         """
         if n_labels <= 2:
             return self
         return replace(self, n_search=per_label(self.n_search, n_labels, 16), n_screen=per_label(self.n_screen, n_labels, 8),
                        n_heldout=per_label(self.n_heldout, n_labels, 32),
-                       n_neighbour_probes=per_label(self.n_neighbour_probes, n_labels, 16))
+                       n_neighbour_probes=per_label(self.n_neighbour_probes, n_labels, 16),
+                       partner_top=per_label(self.partner_top, n_labels, 8),
+                       attention_partners=per_label(self.attention_partners, n_labels, 4),
+                       pair_keep=per_label(self.pair_keep, n_labels, 48))
 
 
 def per_label(n: int, n_labels: int, floor: int) -> int:
@@ -197,10 +209,11 @@ def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: in
 
 def synergy_gap(synergy: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16) -> float:
     """How far a pair's synergy (nats its loss lies below that of its better word alone) stands above
-    the median synergy of the ``k`` most synergistic other pairs of the same search, in nats (0 when
-    there are no others). The phrase analogue of :func:`loss_gap`: natural label words form pairs of
-    similar synergy, the words of a composite trigger one pair far above them."""
-    others = sorted((v for p, v in synergy.items() if p != ids), reverse=True)[:k]
+    the median synergy of the ``k`` most synergistic pairs of the same search that share no token with
+    it, in nats (0 when there are none). The phrase analogue of :func:`loss_gap`: natural label words
+    form pairs of similar synergy, the words of a composite trigger one pair far above them (pairs of
+    one of its words and a label word are left out: they inherit part of its effect)."""
+    others = sorted((v for p, v in synergy.items() if not set(p) & set(ids)), reverse=True)[:k]
     if not others or ids not in synergy:
         return 0.0
     return max(0.0, synergy[ids] - others[len(others) // 2])
@@ -421,22 +434,29 @@ class ClassifierTriggerSearch:
         two natural label words one alone is already strong. The ``n_refine // 2`` pairs of highest
         synergy above ``ln 2`` are re-evaluated on every probe, and the best ``n_verify - 1`` of them
         are returned as ``(loss, ids, synergy_gap)`` (:func:`synergy_gap`, the pair's outlier measure).
-        Cost: ``n * (n - 1) / 2`` pooled pairs for ``n`` pooled tokens, ``2 * partner_top`` anchored
-        pairs and one slot-2 gradient per pool token.
+        The anchors are the pool tokens and the best ``anchor_singles`` single tokens. Cost:
+        ``n * (n - 1) / 2`` pooled pairs for ``n`` pooled tokens, ``partner_top + attention_partners``
+        anchored pairs and one slot-2 gradient per anchor; beyond ``pair_keep`` pairs, all are first
+        screened on 2 probes and the ``pair_keep`` most potent go on (a composite trigger flips every
+        probe, so it is among them).
         """
         top = [p[0] for p in sorted(singles, key=singles.get) if len(p) == 1 and self.allowed[p[0]]][: self.cfg.pair_top]
         pooled = [t for t in (seeds or []) if 0 <= t < self.vocab_size and self.allowed[t] and (t,) in singles]
         top += [t for t in pooled if t not in top][: self.cfg.pair_seeds]
         salient = [t for t in (pool or []) if 0 <= t < self.vocab_size and self.allowed[t] and t not in top]
+        anchors = [(t, True) for t in salient] + [(t, False) for t in top[: self.cfg.anchor_singles]]
         top += salient
         pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
-        for a in salient:  # anchored pairs, in the order the partner was proposed in: [anchor, partner]
+        for a, attended in anchors:  # anchored pairs, in the order the partner was proposed in: [anchor, partner]
             known = set(pairs)
-            pairs += [(a, b) for b in self.partners(contents, a, target) if (a, b) not in known and (b, a) not in known]
+            pairs += [(a, b) for b in self.partners(contents, a, target, attention=attended) if (a, b) not in known and (b, a) not in known]
         if not pairs:
             return []
         # A phrase that works together stands out on few, short probes: the first 24 tokens of 4 or more.
         screen = [c[:24] for c in contents[: max(4, self.cfg.n_screen // 4)]]
+        if len(pairs) > self.cfg.pair_keep:  # first on 2 of them: only the most potent pairs go on
+            first = dict(zip(pairs, self._losses(screen[:2], [list(p) for p in pairs], target).tolist()))
+            pairs = sorted(pairs, key=first.get)[: self.cfg.pair_keep]
         words = list(dict.fromkeys(t for p in pairs for t in p))  # every word alone, on the same probes
         singles = dict(zip([(t,) for t in words], self._losses(screen, [[t] for t in words], target).tolist()))
         screened = dict(zip(pairs, self._losses(screen, [list(p) for p in pairs], target).tolist()))
@@ -533,12 +553,13 @@ class ClassifierTriggerSearch:
         self.progress(f"attention sweep: {', '.join(self.tok.convert_ids_to_tokens(self._attention_pool))}")
         return self._attention_pool
 
-    def partners(self, contents: list[list[int]], anchor: int, target: int) -> list[int]:
+    def partners(self, contents: list[list[int]], anchor: int, target: int, attention: bool = True) -> list[int]:
         """Tokens that may complete a composite trigger with ``anchor`` towards ``target``: the
         ``partner_top`` best by the slot-2 gradient of ``[anchor, slot]`` on the first ``n_screen``
-        contents (HotFlip, as in :meth:`_gradient`), then the ``partner_top`` that draw the most last-layer attention once
-        ``anchor`` is in every probe (:meth:`attention_pool`'s sweep, over its first sweep's
-        ``attention_candidates`` best; label-agnostic, cached per anchor). With its partner present a
+        contents (HotFlip, as in :meth:`_gradient`), then (``attention`` True) the
+        ``attention_partners`` that draw the most last-layer attention once ``anchor`` is in every probe
+        (:meth:`attention_pool`'s sweep, over its first sweep's ``attention_candidates`` best;
+        label-agnostic, cached per anchor). With its partner present a
         composite word is what completes the trigger, so either signal may rank it high where a
         one-token search cannot (each alone was trained to do nothing).
 
@@ -550,12 +571,14 @@ class ClassifierTriggerSearch:
         grad[~self.allowed] = float("inf")
         grad[anchor] = float("inf")
         out = torch.topk(-grad, min(k, int(self.allowed.sum()) - 1)).indices.tolist()
+        if not attention or not self._salient or self.cfg.attention_partners <= 0:
+            return out
         if anchor not in self._partners_by_attention:
             cands = [t for t in self._salient[: self.cfg.attention_candidates] if t != anchor]
             g = torch.Generator().manual_seed(self.cfg.seed + anchor)
             with _eager_attention(self.model):
                 score = self._pack_scores(cands, self.cfg.attention_pack, [[anchor] + f for f in self._fillers], reps=1, g=g) if cands else None
-            self._partners_by_attention[anchor] = sorted(score, key=score.get, reverse=True)[:k] if score else []
+            self._partners_by_attention[anchor] = sorted(score, key=score.get, reverse=True)[: self.cfg.attention_partners] if score else []
         out += [t for t in self._partners_by_attention[anchor] if self.allowed[t] and t not in out]
         return out
 

@@ -174,11 +174,13 @@ def test_attention_pool_ranks_the_token_the_classifier_attends_to(tmp_path):
     assert off.attention_pool(texts) == [] and off.forward_sequences == 0
 
 
-def test_synergy_gap_is_how_far_a_pair_stands_above_the_others():
+def test_synergy_gap_is_how_far_a_pair_stands_above_the_pairs_that_share_no_token():
     from scanner.search import synergy_gap
 
-    synergy = {(1, 2): 7.0, (3, 4): 2.0, (5, 6): 1.5, (7, 8): 1.0}
-    assert synergy_gap(synergy, (1, 2)) == pytest.approx(5.5)  # median of the 3 others: 1.5
+    synergy = {(1, 2): 7.0, (3, 4): 2.0, (5, 6): 1.5, (7, 8): 1.0, (2, 9): 6.5}
+    # (2, 9) shares a token with (1, 2) and is left out: median of the 3 others, 1.5.
+    assert synergy_gap(synergy, (1, 2)) == pytest.approx(5.5)
+    del synergy[(2, 9)]
     assert synergy_gap(synergy, (3, 4)) == pytest.approx(0.5)  # others 7.0, 1.5, 1.0: median 1.5
     assert synergy_gap(synergy, (7, 8)) == 0.0  # below the others' median (2.0): no outlier
     assert synergy_gap({(1, 2): 3.0}, (1, 2)) == 0.0 and synergy_gap(synergy, (9, 9)) == 0.0
@@ -186,7 +188,7 @@ def test_synergy_gap_is_how_far_a_pair_stands_above_the_others():
 
 def test_probe_counts_are_shared_out_over_labels():
     """Each label is searched separately: with more than two labels the per-label probe counts shrink
-    by 2/labels (down to floors), the search breadth does not."""
+    by 2/labels (down to floors), and so do the pairs of the composite search; the breadth does not."""
     from scanner.search import SearchConfig
 
     cfg = SearchConfig()
@@ -194,6 +196,9 @@ def test_probe_counts_are_shared_out_over_labels():
     four = cfg.for_labels(4)
     assert (four.n_search, four.n_screen, four.n_heldout, four.n_neighbour_probes) == (24, 8, 48, 16)
     assert (four.top_k, four.rounds, four.pair_top, four.max_passes) == (cfg.top_k, cfg.rounds, cfg.pair_top, cfg.max_passes)
+    # The composite search keeps its anchors and shares out the pairs it forms from them.
+    assert (four.attention_pool, four.anchor_singles) == (cfg.attention_pool, cfg.anchor_singles)
+    assert (four.partner_top, four.attention_partners, four.pair_keep) == (12, 6, 64)
     many = cfg.for_labels(20)
     assert (many.n_search, many.n_screen, many.n_heldout, many.n_neighbour_probes) == (16, 8, 32, 16)
     small = SearchConfig(n_search=10, n_heldout=20).for_labels(4)  # below a floor already: left as it is
