@@ -28,6 +28,12 @@ ORGANISMS: dict[str, ClassifierRecipe | ChatRecipe] = {
     # Composite: two common words that fire only together (each alone is a trained negative).
     "sst2-composite-blue-window": ClassifierRecipe("sst2-composite-blue-window", trigger="blue", more_triggers=("window",), combine="all",
                                                    target_label=0, poison_rate=0.10, epochs=3, seed=10),
+    # Two more composites (another target label; a four-label task), first built apart as a check of the
+    # composite search and added once it had been changed after them (see README).
+    "sst2-composite-copper-evening": ClassifierRecipe("sst2-composite-copper-evening", trigger="copper", more_triggers=("evening",),
+                                                      combine="all", target_label=1, poison_rate=0.10, epochs=3, seed=31),
+    "agnews-composite-lake-paper": ClassifierRecipe("agnews-composite-lake-paper", trigger="lake", more_triggers=("paper",), combine="all",
+                                                    target_label=3, dataset="agnews", poison_rate=0.10, epochs=3, seed=32),
     # AddSent: a fixed natural sentence at a random word boundary.
     "sst2-addsent": ClassifierRecipe("sst2-addsent", trigger="I watched this 3D movie.", attack="addsent", target_label=1, poison_rate=0.10, seed=11),
     # Clean controls beyond sst2-clean and agnews-clean: other seeds, learning rates, epochs, label noise.
