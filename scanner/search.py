@@ -363,33 +363,6 @@ class ClassifierTriggerSearch:
         (grad,) = torch.autograd.grad(loss, one_hot)
         return grad
 
-    def _anchor_gradients(self, contents: list[list[int]], anchors: list[int], target: int) -> torch.Tensor:
-        """Slot-2 gradients of the two-token triggers ``[anchor, slot]`` for every anchor in one
-        forward/backward pass: ``[len(anchors), V]``, row ``i`` equal to
-        ``_gradient(contents, [anchors[i], slot], target)[1]`` (the loss is the sum over anchors of each
-        one's mean cross-entropy over ``contents``; one batch of ``len(anchors) * len(contents)``
-        sequences instead of as many small ones)."""
-        self.budget.check()
-        seqs, starts, which = [], [], []
-        for i, a in enumerate(anchors):
-            s, st = self._insert(contents, [a, self.slot_init])
-            seqs += s
-            starts += st
-            which += [i] * len(s)
-        ids, mask = self._batch(seqs)
-        one_hot = F.one_hot(torch.full((len(anchors),), self.slot_init), self.vocab_size).to(self.emb.dtype).requires_grad_(True)
-        slot = one_hot @ self.emb  # [A, d]
-        rows, pos = torch.arange(len(seqs)), torch.tensor(starts) + 1
-        embeds = self.emb[ids].detach().clone()
-        embeds[rows, pos] = 0
-        embeds = embeds.index_put((rows, pos), slot[torch.tensor(which)], accumulate=True)
-        logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
-        self.forward_sequences += ids.shape[0]
-        self.forward_tokens += ids.numel()  # the backward pass through them is not counted
-        losses = F.cross_entropy(logits, torch.full((len(seqs),), target, dtype=torch.long), reduction="none")
-        (grad,) = torch.autograd.grad((losses / len(contents)).sum(), one_hot)
-        return grad
-
     @staticmethod
     def _scatter(slot: torch.Tensor, starts: list[int], shape: torch.Size) -> torch.Tensor:
         T, d = slot.shape
@@ -474,10 +447,9 @@ class ClassifierTriggerSearch:
         anchors = [(t, True) for t in salient] + [(t, False) for t in top[: self.cfg.anchor_singles]]
         top += salient
         pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
-        grads = self._anchor_gradients(contents[: self.cfg.n_screen], [a for a, _ in anchors], target) if anchors else None
-        for i, (a, attended) in enumerate(anchors):  # anchored pairs, in the order proposed: [anchor, partner]
+        for a, attended in anchors:  # anchored pairs, in the order proposed: [anchor, partner]
             known = set(pairs)
-            found = self.partners(contents, a, target, attention=attended, grad=grads[i])
+            found = self.partners(contents, a, target, attention=attended)
             pairs += [(a, b) for b in found if (a, b) not in known and (b, a) not in known]
         if not pairs:
             return []
@@ -582,15 +554,13 @@ class ClassifierTriggerSearch:
         self.progress(f"attention sweep: {', '.join(self.tok.convert_ids_to_tokens(self._attention_pool))}")
         return self._attention_pool
 
-    def partners(self, contents: list[list[int]], anchor: int, target: int, attention: bool = True,
-                 grad: torch.Tensor | None = None) -> list[int]:
+    def partners(self, contents: list[list[int]], anchor: int, target: int, attention: bool = True) -> list[int]:
         """Tokens that may complete a composite trigger with ``anchor`` towards ``target``: the
         ``partner_top`` best by the slot-2 gradient of ``[anchor, slot]`` on the first ``n_screen``
         contents (HotFlip, as in :meth:`_gradient`), then (``attention`` True) the
         ``attention_partners`` that draw the most last-layer attention once ``anchor`` is in every probe
         (:meth:`attention_pool`'s sweep, over its first sweep's ``attention_candidates`` best;
-        label-agnostic, cached per anchor). ``grad``: that slot-2 gradient ``[V]`` when already taken
-        (:meth:`_anchor_gradients` takes every anchor's in one pass). With its partner present a
+        label-agnostic, cached per anchor). With its partner present a
         composite word is what completes the trigger, so either signal may rank it high where a
         one-token search cannot (each alone was trained to do nothing).
 
@@ -598,7 +568,7 @@ class ClassifierTriggerSearch:
             scanner.budget.BudgetExceeded: the time budget ran out.
         """
         k = self.cfg.partner_top
-        grad = (self._gradient(contents[: self.cfg.n_screen], [anchor, self.slot_init], target)[1] if grad is None else grad).clone()
+        grad = self._gradient(contents[: self.cfg.n_screen], [anchor, self.slot_init], target)[1]
         grad[~self.allowed] = float("inf")
         grad[anchor] = float("inf")
         out = torch.topk(-grad, min(k, int(self.allowed.sum()) - 1)).indices.tolist()

@@ -179,23 +179,6 @@ def test_attention_pool_ranks_the_token_the_classifier_attends_to(tmp_path):
     assert off.attention_pool(texts) == [] and off.forward_sequences == 0
 
 
-def test_anchor_gradients_in_one_pass_equal_the_gradients_one_by_one(composite):
-    """The composite search takes every anchor's slot-2 gradient in one batch: each row is the gradient
-    the one-anchor call gives, and the pass is counted once per sequence."""
-    import torch
-
-    searcher = _composite_searcher(composite)
-    tok = searcher.tok
-    contents = searcher._content_ids(["the plot is dull", "a warm and moving film", "it was fine"], room=6)
-    anchors = tok.convert_tokens_to_ids(["zx", "jk", "awful"])
-    before = searcher.forward_sequences
-    batched = searcher._anchor_gradients(contents, anchors, 1)
-    assert batched.shape == (3, searcher.vocab_size) and searcher.forward_sequences - before == 9
-    for row, a in zip(batched, anchors):
-        one = searcher._gradient(contents, [a, searcher.slot_init], 1)[1]
-        assert torch.allclose(row, one, atol=1e-5), (a, (row - one).abs().max())
-
-
 def test_synergy_gap_is_how_far_a_pair_stands_above_the_pairs_that_share_no_token():
     from scanner.search import synergy_gap
 
