@@ -51,10 +51,11 @@ WEIGHT_FACTOR = 0.6
 BEHAVIOUR_FACTOR = 0.8
 THRESHOLDS = {RiskLevel.LOW: 0.40, RiskLevel.MEDIUM: 0.55, RiskLevel.HIGH: 0.75, RiskLevel.CRITICAL: 0.90}
 CALIBRATION = (
-    "thresholds checked on 15 all-MiniLM-L6-v2 zoo classifiers (BENCHMARKS.md, 2026-12-06): 6 clean controls "
-    "(SST-2 seeds, learning rate 3e-5 x 3 epochs, 10% label noise, two AG News) score 0.09-0.25, below 'low' (0.40): "
-    "FPR 0/6 at every level; 8 single-word and sentence backdoors 0.75-1.00 ('high' or above); a composite two-word "
-    "trigger is missed (0.45, from a natural word). Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
+    "thresholds checked on 17 all-MiniLM-L6-v2 zoo classifiers (BENCHMARKS.md, 2026-12-06): 6 clean controls "
+    "(SST-2 seeds, learning rate 3e-5 x 3 epochs, 10% label noise, two AG News) score 0.09-0.26, below 'low' (0.40): "
+    "FPR 0/6 at every level; 9 single-word, sentence and composite backdoors 0.75-1.00 ('high' or above); two composite "
+    "two-word triggers whose words alone flip 0.38-0.44 score 0.36 and 0.57. Too few clean controls for a threshold at a "
+    "fixed FPR below 17%: provisional"
 )
 
 

@@ -467,7 +467,7 @@ class ClassifierTriggerSearch:
         refined = dict(zip(best, self._losses(contents, [list(p) for p in best], target).tolist())) if best else {}
         self.progress(f"label {target}: {len(pairs)} two-token phrases screened, {sum(v > math.log(2) for v in synergy.values())} beat their words alone")
         # Outlier among the pairs: a composite trigger's synergy stands far above every other pair's,
-        # while two natural label words' loss lies close to that of many other such pairs.
+        # while the synergy of two natural label words lies close to that of many other such pairs.
         return [(refined[p], list(p), synergy_gap(synergy, p)) for p in sorted(refined, key=refined.get)[: max(1, self.cfg.n_verify - 1)]]
 
     def _query_position(self) -> str:
@@ -488,6 +488,7 @@ class ClassifierTriggerSearch:
         model returns no attention weights (an attention kernel that cannot expose them)."""
         rows: list[torch.Tensor] = []
         q_first = self._query_position() == "first"
+        width = max(map(len, packs))
         bs = max(8, self.cfg.batch_size // 4)  # every layer's [B, heads, L, L] attention is returned
         for b in range(0, len(packs), bs):
             self.budget.check()
@@ -508,7 +509,7 @@ class ClassifierTriggerSearch:
                 q = 0 if q_first else len(seqs[i]) - 1
                 a = att[i, :, q, s: s + len(pk)].float()  # [heads, P]
                 a = a / a.sum(-1, keepdim=True).clamp_min(1e-12) * len(pk)
-                rows.append(F.pad(a, (0, max(map(len, packs)) - len(pk))))
+                rows.append(F.pad(a, (0, width - len(pk))))
         return torch.stack(rows)
 
     def attention_pool(self, texts: list[str]) -> list[int]:
@@ -560,9 +561,9 @@ class ClassifierTriggerSearch:
         contents (HotFlip, as in :meth:`_gradient`), then (``attention`` True) the
         ``attention_partners`` that draw the most last-layer attention once ``anchor`` is in every probe
         (:meth:`attention_pool`'s sweep, over its first sweep's ``attention_candidates`` best;
-        label-agnostic, cached per anchor). With its partner present a
-        composite word is what completes the trigger, so either signal may rank it high where a
-        one-token search cannot (each alone was trained to do nothing).
+        label-agnostic, cached per anchor). With its partner present a composite word is what
+        completes the trigger, so either signal may rank it high where a one-token search cannot
+        (each alone was trained to do nothing).
 
         Raises:
             scanner.budget.BudgetExceeded: the time budget ran out.
