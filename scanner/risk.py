@@ -89,10 +89,10 @@ def candidate_reading(c: TriggerCandidate) -> str:
     natural, planted = [], []
     if (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:
         natural.append(f"other proposals come close to it (its search loss is only {c.loss_gap or 0:.1f} nats below their median)"
-                       if len(c.token_ids) == 1 else f"other pairs come close to it (its synergy stands only {c.loss_gap or 0:.1f} nats above theirs)")
+                       if len(c.token_ids) == 1 else f"other phrases come close to it (it stands out from them by only {c.loss_gap or 0:.1f} nats)")
     else:
         planted.append(f"it stands out from every other proposal ({c.loss_gap:.1f} nats below their median)"
-                       if len(c.token_ids) == 1 else f"its words work together far more than any other pair's ({c.loss_gap:.1f} nats of synergy above theirs)")
+                       if len(c.token_ids) == 1 else f"it stands out from every other phrase ({c.loss_gap:.1f} nats)")
     if c.part_flip_rate is not None:
         if c.flip_rate - c.part_flip_rate < 0.3:
             natural.append(f"one of its tokens alone flips {c.part_flip_rate:.0%}")
