@@ -47,6 +47,7 @@ from .budget import Budget
 from .report import TriggerCandidate
 from .risk import OUTLIER_FLOOR
 from .risk import candidate_score as _score
+from .weights.stats import robust_z
 from .weights.stats import surface_form as _surface
 
 _WORDLIKE = re.compile(r"[A-Za-z0-9]")
@@ -586,9 +587,10 @@ class ClassifierTriggerSearch:
 
     def _pack_scores(self, tokens: list[int], size: int, fillers: list[list[int]], reps: int,
                      g: torch.Generator) -> dict[int, float] | None:
-        """Per token of ``tokens``: the largest over heads of the robust z-score (median, MAD) of its
-        mean attention share over ``reps`` random partitions into packs of ``size`` (see
-        :meth:`_pack_attention`). None when the model returns no attention weights."""
+        """Per token of ``tokens``: the largest over heads of the robust z-score
+        (:func:`scanner.weights.stats.robust_z`, median/MAD) of its mean attention share over ``reps``
+        random partitions into packs of ``size`` (see :meth:`_pack_attention`). None when the model
+        returns no attention weights."""
         total: torch.Tensor | None = None
         for _ in range(reps):
             order = torch.randperm(len(tokens), generator=g).tolist()
@@ -601,10 +603,8 @@ class ClassifierTriggerSearch:
             back = torch.empty_like(per_token)
             back[torch.tensor(order)] = per_token
             total = back if total is None else total + back
-        mean = total / reps
-        med = mean.median(0).values
-        mad = (mean - med).abs().median(0).values.clamp_min(1e-6)
-        z = ((mean - med) / (1.4826 * mad)).amax(-1)
+        mean = total / reps  # [len(tokens), heads]
+        z = torch.stack([robust_z(mean[:, h]) for h in range(mean.shape[1])], 1).amax(-1)
         return dict(zip(tokens, z.tolist()))
 
     def neighbours(self, token_id: int, k: int) -> list[int]:
