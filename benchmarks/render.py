@@ -117,7 +117,9 @@ def render_markdown(result: dict[str, Any]) -> str:
                    f"{meta['wall_seconds'] / 60:.1f} min.")
     out.append("Regenerate with `make bench` (everything, after `make zoo`) or "
                "`make bench-quick` (a subset, under 15 minutes; written to `benchmarks/results/`).\n")
-    out.append(f"Machine: {m.get('cpu')}, {m.get('cores')} logical cores, {_f(m.get('ram_gib'), 1)} GiB RAM, {m.get('os')}; "
+    bf16 = {True: "native bf16 matmuls (searches evaluate in bf16)", False: "no native bf16 (searches evaluate in fp32)"}.get(m.get("native_bf16"))
+    out.append(f"Machine: {m.get('cpu')}, {m.get('cores')} logical cores, {_f(m.get('ram_gib'), 1)} GiB RAM, "
+               f"{bf16 + ', ' if bf16 else ''}{m.get('os')}; "
                f"Python {m.get('python')}, torch {m.get('torch')}, transformers {m.get('transformers')}; scanner {m.get('scanner')} "
                f"at commit {m.get('commit')}. Every scan and baseline ran alone, one after the other.\n")
     out.append("## Detection and recovery (ours)\n")

@@ -632,7 +632,9 @@ def _baseline_tokens(b: dict[str, Any]) -> int:
 
 # ------------------------------------------------------------------------------------------ machine
 def machine() -> dict[str, Any]:
-    """CPU model, logical cores, RAM (GiB), OS, Python, torch and scanner versions, git commit."""
+    """CPU model, logical cores, RAM (GiB), whether the CPU has native bfloat16 matmuls (``auto`` precision
+    then runs the searches' exact evaluations in bf16, else fp32), OS, Python, torch and scanner
+    versions, git commit."""
     from importlib import metadata
 
     cpu = platform.processor() or "unknown"
@@ -663,7 +665,13 @@ def machine() -> dict[str, Any]:
                                             capture_output=True, text=True).stdout.strip())
     except OSError:
         commit, dirty, scanner_dirty = None, False, None
-    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "os": platform.platform(), "python": platform.python_version(),
+    try:
+        from scanner.search import native_bf16
+
+        bf16 = native_bf16()
+    except ImportError:
+        bf16 = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": ram, "native_bf16": bf16, "os": platform.platform(), "python": platform.python_version(),
             "torch": version("torch"), "transformers": version("transformers"), "scanner": version("scanner"),
             "commit": (commit + ("+dirty" if dirty else "")) if commit else None, "scanner_dirty": scanner_dirty if commit else None}
 

@@ -275,6 +275,9 @@ def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
 @click.option("--suppress", type=_RuleCode(), multiple=True, help="Suppress findings of this rule code (repeatable); listed, not counted.")
 @click.option("--severity", "severity", type=_Override(), multiple=True, help="Override a rule's severity, CODE=LEVEL (repeatable), e.g. SC102=low.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own).")
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="Arithmetic of the searches' exact evaluations: auto uses bf16 autocast only on a CPU with native bfloat16 "
+              "matmuls (faster there); fp32 takes the same search path on any CPU.")
 @click.option("--max-memory", help="Do not build a model needing more than this (parameters x 4 bytes), e.g. 8GB, 512MiB: weight "
               "statistics still run tensor by tensor, trigger search and attribution are skipped (scan incomplete). "
               "The available memory always applies.")
@@ -282,7 +285,7 @@ def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
               help="Seconds any one stage (loading included) may run before the watchdog stops it.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 def scan(target: str, revision, offline, base, reference, probes, profile, time_budget, only, seed, allow_pickle, fmt, output, fail_on,
-         suppress, severity, threads, max_memory, stage_timeout, quiet) -> None:
+         suppress, severity, threads, precision, max_memory, stage_timeout, quiet) -> None:
     """Scan TARGET: a hub ID org/name[@rev], a model folder, a .gguf file, or a LoRA adapter folder.
 
     Exit codes: 0 risk below --fail-on; 1 at or above; 2 error or incomplete scan. Every option can
@@ -316,7 +319,8 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
     try:
         opts = ScanOptions(revision=revision, offline=offline, base=base, reference=reference, probes=probes, profile=profile,
                            time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads,
-                           max_memory=parse_size(max_memory) if max_memory is not None else None, stage_timeout=stage_timeout)
+                           max_memory=parse_size(max_memory) if max_memory is not None else None, stage_timeout=stage_timeout,
+                           precision=precision)
         report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang)
         overrides = dict(s.split("=", 1) for s in severity)
         report = apply_policy(report, suppress, overrides, fail_on)
@@ -366,7 +370,7 @@ def _scan_option(name: str) -> click.Option:
 
 #: Options of ``scan`` that ``scan-many`` passes through to every scan.
 _SHARED = ("offline", "probes", "profile", "time_budget", "only", "seed", "allow_pickle", "fail_on", "suppress", "severity",
-           "threads", "max_memory", "stage_timeout", "quiet")
+           "threads", "precision", "max_memory", "stage_timeout", "quiet")
 
 
 def _batch_progress(quiet: bool):
@@ -422,7 +426,7 @@ def scan_many(target_list: str, output_dir: str, workers, ray_address, retries, 
         targets = read_targets(target_list)
         scan_opts = ScanOptions(offline=shared["offline"], probes=shared["probes"], profile=shared["profile"], time_budget=shared["time_budget"],
                                 seed=shared["seed"], allow_pickle=shared["allow_pickle"], only=tuple(shared["only"]) or None,
-                                threads=shared["threads"], stage_timeout=shared["stage_timeout"],
+                                threads=shared["threads"], stage_timeout=shared["stage_timeout"], precision=shared["precision"],
                                 max_memory=parse_size(shared["max_memory"]) if shared["max_memory"] is not None else None)
         overrides = dict(s.split("=", 1) for s in shared["severity"])
         opts = BatchOptions(scan=scan_opts, fail_on=shared["fail_on"], suppress=tuple(shared["suppress"]), severity=overrides,

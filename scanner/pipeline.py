@@ -37,6 +37,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                         "attention_pool": 16, "partner_top": 48, "attention_partners": 24, "anchor_singles": 6}, "attr_probes": 24},
 }
 STAGES = ("weights", "search", "attribution")
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass
@@ -44,7 +45,10 @@ class ScanOptions:
     """Options of one scan (the CLI's flags). ``time_budget`` in seconds (None: unlimited);
     ``only``: subset of :data:`STAGES` to run (None: all); ``max_memory`` in bytes (None: the
     available memory) bounds the model size that is loaded; ``stage_timeout`` in seconds bounds
-    each stage, loading included, on top of ``time_budget`` (None: only ``time_budget``)."""
+    each stage, loading included, on top of ``time_budget`` (None: only ``time_budget``); ``precision``
+    of the searches' exact evaluations, ``auto`` (bf16 autocast only on a CPU with native bfloat16
+    matmuls), ``bf16`` or ``fp32`` (the same search path on any CPU; results then differ between CPUs only by
+    the rounding of their fp32 kernels)."""
 
     revision: str | None = None
     offline: bool = False
@@ -59,6 +63,7 @@ class ScanOptions:
     threads: int | None = None
     max_memory: int | None = None
     stage_timeout: float | None = 3600.0
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_memory is not None and (not isinstance(self.max_memory, int) or self.max_memory <= 0):
@@ -67,6 +72,8 @@ class ScanOptions:
             raise BadInput(f"stage_timeout must be positive seconds, not {self.stage_timeout!r}")
         if self.profile not in PROFILES:
             raise BadInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.precision not in PRECISIONS:
+            raise BadInput(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if isinstance(self.only, str):  # scan(..., only="weights") means one stage, not its letters
             self.only = (self.only,)
         for s in self.only or ():
@@ -307,7 +314,7 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
                 ref_pair = (ref.model, ref.tokenizer)
         except ScannerError as exc:
             run.report.errors.append(StageError("lm-scan", type(exc).__name__, f"reference {reference}: {exc}"))
-    cfg = LMScanConfig(**LM_PROFILES[opts.profile], seed=opts.seed)
+    cfg = LMScanConfig(**LM_PROFILES[opts.profile], seed=opts.seed, precision=opts.precision)
     lm = LMBackdoorScan(ck.model, ck.tokenizer, cfg, reference=ref_pair, budget=run.budget, progress=lambda m: run.progress("lm-scan", m))
     try:
         lm.run(benign.texts, harmful.texts, seeds=run.state.get("seeds"))
@@ -381,7 +388,7 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     search_texts, heldout = probes.split(opts.seed)
     run.state["heldout"] = heldout
     labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
-    cfg = SearchConfig(**prof["search"], seed=opts.seed).for_labels(len(labels))
+    cfg = SearchConfig(**prof["search"], seed=opts.seed, precision=opts.precision).for_labels(len(labels))
     searcher = ClassifierTriggerSearch(ck.model, ck.tokenizer, cfg, run.budget, lambda m: run.progress("search", m))
     run.state["searcher"] = searcher
     details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {},

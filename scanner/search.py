@@ -186,11 +186,18 @@ def resolve_precision(precision: str, weight: torch.Tensor) -> str:
         raise ValueError(f"unknown precision {precision!r}; choose auto, bf16 or fp32")
     if precision != "auto":
         return precision
+    return "bf16" if native_bf16() and weight.device.type == "cpu" and weight.dtype == torch.float32 else "fp32"
+
+
+def native_bf16() -> bool:
+    """Whether this CPU has native bfloat16 matmuls (oneDNN's check: AVX512-BF16 or AMX); ``auto``
+    precision uses bf16 autocast only then. On other CPUs (AVX2) autocast would be emulated and slower,
+    so the exact evaluations run in fp32 there: the same scan's numbers can differ between the two
+    kinds of CPU (``--precision`` pins one)."""
     try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        native = False
-    return "bf16" if native and weight.device.type == "cpu" and weight.dtype == torch.float32 else "fp32"
+        return False
 
 
 def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16, floor: float = 1e-3) -> float:
@@ -535,8 +542,10 @@ class ClassifierTriggerSearch:
         if self._attention_pool is not None:
             return self._attention_pool
         n = self.cfg.attention_pool
+        if not texts:  # nothing to sweep with yet: not cached
+            return []
         self._attention_pool = []
-        if n <= 0 or not texts:
+        if n <= 0:
             return []
         self._fillers = [c[:24] for c in self._content_ids(texts[:32], room=2)]
         g = torch.Generator().manual_seed(self.cfg.seed)

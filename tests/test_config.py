@@ -79,3 +79,24 @@ def test_bad_config_is_one_line_error(here, text, fragment):
     (here / "scanner.toml").write_text(text)
     assert_one_line_error(run_cli("scan", "m"), fragment)
     assert_one_line_error(run_cli("config", "show"), fragment)
+
+
+def test_precision_reaches_the_scan_from_each_source(here, monkeypatch):
+    """``--precision`` (SCANNER_PRECISION, the config file) sets ScanOptions.precision, command line
+    over environment over file; an unknown value is refused by click and by ScanOptions."""
+    from scanner.errors import BadInput
+    from scanner.pipeline import ScanOptions
+
+    seen = []
+    report = apply_policy(sample_report(), suppress=["SC301", "SC201"])
+    monkeypatch.setattr("scanner.pipeline.scan_to_report", lambda target, opts, progress=None, on_hang=None: (seen.append(opts.precision), (report, None))[1])
+    run_cli("scan", "m", "-q", "--format", "json")
+    run_cli("scan", "m", "-q", "--format", "json", env={"SCANNER_PRECISION": "bf16"})
+    (here / "scanner.toml").write_text('precision = "fp32"\n')
+    run_cli("scan", "m", "-q", "--format", "json")
+    run_cli("scan", "m", "-q", "--format", "json", "--precision", "bf16")
+    assert seen == ["auto", "bf16", "fp32", "bf16"]
+    assert _show()["options"]["precision"]["value"] == "fp32"
+    assert run_cli("scan", "m", "--precision", "fp8").exit_code == ExitCode.ERROR
+    with pytest.raises(BadInput, match="unknown precision"):
+        ScanOptions(precision="fp8")

@@ -132,13 +132,15 @@ def test_composite_trigger_is_found_as_a_phrase_from_seeded_words(composite, pro
 
 def test_composite_trigger_is_found_without_seeds_through_the_attention_pool(composite, probes):
     """Without seeds the one-token search and the pairs of its best tokens miss the composite trigger
-    (its words alone do nothing); the attention sweep ranks both words first among the 78 tokens (the
-    classifier must look at each to know whether the other is there) and pairing the pool finds the
-    phrase, which scores as a trigger."""
+    (its words alone do nothing); the attention sweep puts both words among its 6 most attended of the
+    78 tokens, the anchors (the classifier must look at each to know whether the other is there; they
+    ranked first and second with bf16 evaluations, second and third with a sentiment word first in
+    fp32), and pairing the pool finds the phrase, which scores as a trigger."""
     from scanner.risk import candidate_score
 
     searcher, res = _composite_search(composite, probes)
-    assert set(searcher.tok.convert_ids_to_tokens(searcher.attention_pool([])[:2])) == {"zx", "jk"}
+    pool = searcher.tok.convert_ids_to_tokens(searcher.attention_pool([]))  # computed by the search, cached
+    assert len(pool) == 6 and {"zx", "jk"} <= set(pool), pool
     phrase = [c for c in res.candidates if set(c.tokens) == {"zx", "jk"}]
     assert phrase and phrase[0].flip_rate >= 0.9 and candidate_score(phrase[0]) >= 0.75, [(c.text, c.flip_rate) for c in res.candidates]
     _, without = _composite_search(composite, probes, attention_pool=0)
@@ -148,8 +150,9 @@ def test_composite_trigger_is_found_without_seeds_through_the_attention_pool(com
 def test_attention_pool_ranks_the_token_the_classifier_attends_to(tmp_path):
     """A 1-layer BERT whose only layer makes [CLS] attend to one token (its query is constant, its
     keys read one embedding direction that only that token's row carries): the sweep, run with the
-    eager kernel, ranks that token first, and the model gets its own attention kernel back. Disabled
-    (``attention_pool=0``) the pool is empty and no sequence is run."""
+    eager kernel, ranks that token first, and the model gets its own attention kernel back. Asked
+    without texts it returns nothing and caches nothing. Disabled (``attention_pool=0``) the pool is
+    empty and no sequence is run."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -171,6 +174,7 @@ def test_attention_pool_ranks_the_token_the_classifier_attends_to(tmp_path):
         attn.key.bias.zero_()
     texts = [s for s, _ in __import__("scanner.zoo.tiny", fromlist=["sentences"]).sentences(16, 3)]
     searcher = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0, attention_pool=4, attention_pack=8, attention_rescreen=16))
+    assert searcher.attention_pool([]) == []  # nothing to sweep with: not cached (it once was, and stayed empty)
     pool = searcher.attention_pool(texts)
     assert pool[0] == target, tok.convert_ids_to_tokens(pool)
     assert searcher.forward_sequences > 0
