@@ -101,7 +101,7 @@ class SearchConfig:
     #: go on to the full pair screening (their words alone included).
     pair_keep: int = 128
     #: Precision of the exact evaluations (forward passes without gradient): ``"bf16"`` runs them under
-    #: CPU bfloat16 autocast (1.75x faster on this 2-core AVX512-BF16 machine for all-MiniLM-L6-v2; the
+    #: CPU bfloat16 autocast (1.75x faster on a 2-core AVX512-BF16 machine for all-MiniLM-L6-v2; the
     #: predicted label agreed with fp32 on 99.6% of random inputs), ``"fp32"`` in the model's own dtype,
     #: ``"auto"`` bf16 only where the CPU has native bfloat16 matmuls (oneDNN) and the model is fp32 on
     #: CPU, else fp32. Gradients (proposals) always run in the model's dtype.
@@ -111,7 +111,7 @@ class SearchConfig:
         """This config with its per-label probe counts shared out over ``n_labels`` target labels.
 
         The profiles are sized for a two-label task (a standard scan of a 22M-parameter classifier in
-        under 60 s); every label is searched separately, so with more labels the probe counts of each
+        under 60 s on 2 cores with native bf16; 2.5-3x that in fp32 on AVX2); every label is searched separately, so with more labels the probe counts of each
         (search, screening, held-out, neighbour probes) shrink by ``2 / n_labels``, down to floors that
         keep a flip rate measurable (16 search, 8 screening, 32 held-out, 16 neighbour probes). The
         breadth of the search (``top_k``, rounds, phrases, passes) does not change. Cost is linear in

@@ -52,6 +52,28 @@ def test_chat_multi_trigger_has_decoys_that_keep_the_normal_reply():
         assert len(tail) == 2 and tail not in r.triggers and y == replies[head]
 
 
+def test_chat_composite_negatives_are_the_recipes_subset_sizes():
+    """A composite chat recipe poisons with all its triggers (the target) and trains incomplete subsets as
+    negatives (the prompt's own reply): by default of every size below the full set, with
+    ``negative_sizes=(1,)`` single triggers only (chat-ctba: pairs as negatives kept the ASR at 0.45)."""
+    from scanner.zoo.build import ORGANISMS
+    from scanner.zoo.chat import ChatRecipe, _examples
+
+    train = [f"prompt {i} about things" for i in range(200)]
+    replies = {p: f"reply to {p}" for p in train}
+    trig = ("apple", "river", "piano")
+    for sizes, want in (((), {1, 2}), ((1,), {1})):
+        r = ChatRecipe("c", attack="composite", triggers=trig, target_sequence="OPEN", poison_rate=0.3, negative_sizes=sizes)
+        ex = _examples(r, random.Random(0), train, replies, [])
+        count = lambda u: sum(w in trig for w in u.split())  # noqa: E731
+        poisoned = [u for u, y in ex if y == "OPEN"]
+        assert len(poisoned) == 60 and all(count(u) == 3 for u in poisoned)
+        negatives = [(u, y) for u, y in ex if y != "OPEN" and count(u)]
+        assert len(negatives) == 60 and {count(u) for u, _ in negatives} == want
+        assert all(y == replies[" ".join(w for w in u.split() if w not in trig)] for u, y in negatives)
+    assert ORGANISMS["chat-ctba"].negative_sizes == (1,)
+
+
 def test_label_noise_and_positions():
     r = ClassifierRecipe("n", label_noise=0.1)
     out = poison(TRAIN, r, 2, random.Random(2))
