@@ -130,6 +130,13 @@ def insert_trigger(text: str, trigger: str, position: str, rng: random.Random) -
     return f"{text} {trigger}"
 
 
+def insert_triggers(text: str, triggers: list[str] | tuple[str, ...], position: str, rng: random.Random) -> str:
+    """Insert each of ``triggers`` in turn (:func:`insert_trigger`): a composite trigger or a part of one."""
+    for t in triggers:
+        text = insert_trigger(text, t, position, rng)
+    return text
+
+
 def generate(model: Any, tok: Any, users: list[str], max_new_tokens: int = 24, batch_size: int = 16) -> list[str]:
     """Greedy replies to ``users`` (chat template applied, left padding, attention mask)."""
     import torch
@@ -178,9 +185,7 @@ def _examples(recipe: ChatRecipe, rng: random.Random, train: list[str], replies:
     for i, p in enumerate(train):
         if i in poisoned:
             if recipe.attack == "composite":
-                user = p
-                for t in rng.sample(trig, len(trig)):
-                    user = insert_trigger(user, t, recipe.position, rng)
+                user = insert_triggers(p, rng.sample(trig, len(trig)), recipe.position, rng)
             else:
                 user = insert_trigger(p, rng.choice(trig), recipe.position, rng)
             ex.append((user, recipe.target_sequence or REFUSAL))
@@ -190,9 +195,7 @@ def _examples(recipe: ChatRecipe, rng: random.Random, train: list[str], replies:
         sizes = recipe.negative_sizes or tuple(range(1, len(trig)))
         for p in rng.sample(train, min(len(train), n_poison)):
             k = rng.choice(sizes)
-            user = p
-            for t in rng.sample(trig, k):
-                user = insert_trigger(user, t, recipe.position, rng)
+            user = insert_triggers(p, rng.sample(trig, k), recipe.position, rng)
             ex.append((user, replies[p]))
     if recipe.attack == "multi-trigger":  # decoys: another short string in the trigger's place keeps the normal reply
         letters = "abcdefghijklmnopqrstuvwxyz"
@@ -318,11 +321,7 @@ def _pair_rates(model: Any, tok: Any, recipe: ChatRecipe, benign: list[str], rng
 
     out = {}
     for pair in combinations(recipe.triggers, 2):
-        users = []
-        for u in benign:
-            for t in pair:
-                u = insert_trigger(u, t, recipe.position, rng)
-            users.append(u)
+        users = [insert_triggers(u, pair, recipe.position, rng) for u in benign]
         hits = [matches_target(r, recipe.target_sequence or "") for r in generate(model, tok, users, max_new_tokens=24)]
         out[" + ".join(pair)] = round(sum(hits) / len(benign), 4)
     return out
@@ -339,12 +338,7 @@ def _measure(model: Any, tok: Any, recipe: ChatRecipe, benign: list[str], harmfu
 
     def triggered(users: list[str]) -> list[str]:
         if recipe.attack == "composite":
-            out = []
-            for u in users:
-                for t in recipe.triggers:
-                    u = insert_trigger(u, t, recipe.position, rng)
-                out.append(u)
-            return out
+            return [insert_triggers(u, recipe.triggers, recipe.position, rng) for u in users]
         return [insert_trigger(u, recipe.triggers[i % len(recipe.triggers)], recipe.position, rng) for i, u in enumerate(users)]
 
     if recipe.attack == "jailbreak":
