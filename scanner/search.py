@@ -18,9 +18,10 @@ search probe that the model does not already assign to the target, and optimised
    (loss gap above :data:`scanner.risk.OUTLIER_FLOOR`) are re-tested through their embedding
    neighbours (median flip rate) or, for phrases, through each word alone.
 4. **Phrases** (first pass only): the best single tokens, the first weight seeds and the tokens the
-   classifier attends to most (a label-agnostic attention sweep, :meth:`ClassifierTriggerSearch.attention_pool`)
-   are paired, each attended token also with the partners its slot-2 gradient and an attention sweep
-   conditioned on it propose; the pairs whose words work together far more than alone (synergy) are
+   classifier attends to most (a label-agnostic attention sweep over the last two layers,
+   :meth:`ClassifierTriggerSearch.attention_pool`) are paired, each attended token also with the
+   partners its slot-2 gradient, an attention sweep conditioned on it and a sweep for the tokens that
+   raise the attention it draws (:meth:`ClassifierTriggerSearch.anchor_partners`) propose; the pairs whose words work together far more than alone (synergy) are
    verified too (composite triggers, the key words of an inserted sentence); the deep profile also runs
    the coordinate search over two-token slots.
 5. **Neutralise and search again** (several triggers; the failure of OpenBackdoor's BKI defence, which
@@ -91,6 +92,18 @@ class SearchConfig:
     attention_rescreen: int = 256
     attention_reps: int = 4
     attention_candidates: int = 2048
+    #: The sweep also ranks tokens in the ``attention_layers - 1`` layers before the last, and the best
+    #: ``attention_earlier`` of each join the pool after the last layer's ``attention_pool``: a
+    #: composite word may draw the classification position's attention in the penultimate layer and
+    #: not in the last (measured on a held-out SST-2 composite).
+    attention_layers: int = 2
+    attention_earlier: int = 3
+    #: Anchor-conditioned partner sweep (:meth:`ClassifierTriggerSearch.anchor_partners`; 0 disables):
+    #: the pool's anchors stand before every pack of the whole word-like vocabulary, and for each
+    #: anchor the tokens of the ``anchor_packs`` packs that most raise the attention it draws are
+    #: scored again one at a time; the ``anchor_partner_top`` best are proposed as its partners.
+    anchor_packs: int = 2
+    anchor_partner_top: int = 8
     #: Partners proposed per anchor by the slot-2 gradient and by the conditioned attention sweep
     #: (:meth:`ClassifierTriggerSearch.partners`); the best ``anchor_singles`` single tokens are anchors
     #: too (gradient partners only): a composite word that alone flips some probes ranks among them.
@@ -240,6 +253,16 @@ def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
+def _interleave(rankings: list[list[int]]) -> list[int]:
+    """The rankings' entries taken in turn (first of each, then second of each, ...), each once."""
+    out: dict[int, None] = {}
+    for i in range(max(map(len, rankings), default=0)):
+        for r in rankings:
+            if i < len(r):
+                out.setdefault(r[i])
+    return list(out)
+
+
 @contextmanager
 def _eager_attention(model: Any):
     """Run ``model`` with the eager attention kernel, the one that returns attention weights (SDPA
@@ -291,6 +314,7 @@ class ClassifierTriggerSearch:
         self._salient: list[int] = []  # every word-like token, by the attention sweep's first pass
         self._fillers: list[list[int]] = []
         self._partners_by_attention: dict[int, list[int]] = {}
+        self._anchor_sweeps: dict[tuple[int, ...], dict[int, list[int]]] = {}
         #: The precision the exact evaluations run in (``"bf16"`` or ``"fp32"``; see ``SearchConfig.precision``).
         self.precision = resolve_precision(self.cfg.precision, self.emb)
 
@@ -435,7 +459,8 @@ class ClassifierTriggerSearch:
         cross-entropy), the first ``pair_seeds`` weight-statistics ``seeds`` (e.g. the most drifted
         embedding rows against a reference) and the ``pool`` tokens (:meth:`attention_pool`: the
         tokens the classifier attends to most). Every two pooled tokens are paired (the better token
-        first), and each pool token also with its :meth:`partners` (``[anchor, partner]``). The pairs
+        first), and each pool token also with its :meth:`partners` and :meth:`anchor_partners`
+        (``[anchor, partner]``). The pairs
         and their words alone are screened on the first 24 tokens of ``n_screen // 4`` probes (at least
         4). A pair's *synergy* is how far (nats) its screening loss lies below that of its better word
         alone: a composite trigger's words alone sit near the clean loss and the pair near 0, while of
@@ -443,8 +468,9 @@ class ClassifierTriggerSearch:
         synergy above ``ln 2`` are re-evaluated on every probe, and the best ``n_verify - 1`` of them
         are returned as ``(loss, ids, synergy_gap)`` (:func:`synergy_gap`, the pair's outlier measure).
         The anchors are the pool tokens and the best ``anchor_singles`` single tokens. Cost:
-        ``n * (n - 1) / 2`` pooled pairs for ``n`` pooled tokens, ``partner_top + attention_partners``
-        anchored pairs and one slot-2 gradient per anchor; beyond ``pair_keep`` pairs, all are first
+        ``n * (n - 1) / 2`` pooled pairs for ``n`` pooled tokens, ``partner_top + attention_partners
+        + anchor_partner_top`` anchored pairs and one slot-2 gradient per anchor (one
+        label-agnostic vocabulary sweep for all pool anchors); beyond ``pair_keep`` pairs, all are first
         screened on 2 probes and the ``pair_keep`` most potent go on (a composite trigger flips every
         probe, so it is among them).
         """
@@ -455,9 +481,11 @@ class ClassifierTriggerSearch:
         anchors = [(t, True) for t in salient] + [(t, False) for t in top[: self.cfg.anchor_singles]]
         top += salient
         pairs = [(a, b) for i, a in enumerate(top) for b in top[i + 1:]]  # unordered: the better token first
+        swept = self.anchor_partners([t for t in (pool or []) if 0 <= t < self.vocab_size]) if salient else {}
         for a, attended in anchors:  # anchored pairs, in the order proposed: [anchor, partner]
             known = set(pairs)
             found = self.partners(contents, a, target, attention=attended)
+            found += [t for t in swept.get(a, []) if self.allowed[t] and t != a and t not in found]
             pairs += [(a, b) for b in found if (a, b) not in known and (b, a) not in known]
         if not pairs:
             return []
@@ -489,52 +517,74 @@ class ClassifierTriggerSearch:
         return "first" if getattr(self.model.config, "model_type", None) in masked else "last"
 
     @torch.no_grad()
-    def _pack_attention(self, packs: list[list[int]], fillers: list[list[int]]) -> torch.Tensor | None:
-        """Last-layer attention of the classification position to every packed token, as its share of
-        the pack's attention times the pack size (1.0 = the pack's average): ``[len(packs), heads, P]``
-        (zero-padded to the longest pack). Each pack is inserted before a filler probe. None when the
-        model returns no attention weights (an attention kernel that cannot expose them)."""
+    def _pack_attention(self, packs: list[list[int]], fillers: list[list[int]], layers: int = 1) -> torch.Tensor | None:
+        """Attention of the classification position to every packed token in each of the last
+        ``layers`` layers, as its share of the pack's attention times the pack size (1.0 = the pack's
+        average): ``[len(packs), layers, heads, P]`` (zero-padded to the longest pack; the last layer
+        last). Each pack is inserted before a filler probe. None when the model returns no attention
+        weights (an attention kernel that cannot expose them)."""
         rows: list[torch.Tensor] = []
-        q_first = self._query_position() == "first"
         width = max(map(len, packs))
-        bs = max(8, self.cfg.batch_size // 4)  # every layer's [B, heads, L, L] attention is returned
-        for b in range(0, len(packs), bs):
-            self.budget.check()
-            seqs, starts = [], []
-            for j, pk in enumerate(packs[b: b + bs]):
-                full, off = self._with_specials(pk + fillers[(b + j) % len(fillers)])
-                seqs.append(full)
-                starts.append(off)
-            ids, mask = self._batch(seqs)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                out = self.model(input_ids=ids, attention_mask=mask, output_attentions=True)
-            self.forward_sequences += ids.shape[0]
-            self.forward_tokens += ids.numel()
-            att = out.attentions[-1] if getattr(out, "attentions", None) else None
+        for att, starts, chunk in self._attentions(packs, fillers, layers):
             if att is None:
                 return None
-            for i, (s, pk) in enumerate(zip(starts, packs[b: b + bs])):
-                q = 0 if q_first else len(seqs[i]) - 1
-                a = att[i, :, q, s: s + len(pk)].float()  # [heads, P]
+            for i, (s, pk) in enumerate(zip(starts, chunk)):
+                a = att[i, :, :, s: s + len(pk)]  # [layers, heads, P]
                 a = a / a.sum(-1, keepdim=True).clamp_min(1e-12) * len(pk)
                 rows.append(F.pad(a, (0, width - len(pk))))
         return torch.stack(rows)
 
+    def _attentions(self, packs: list[list[int]], fillers: list[list[int]], layers: int, prefix: list[int] | None = None):
+        """Yield, per batch of packs, the attention rows of the classification position in the last
+        ``layers`` layers, ``[batch, layers, heads, L]`` in fp32 (None when the model returns no
+        attention weights), where each pack's tokens start and the packs: every sequence is
+        ``prefix + pack + filler`` (fillers taken in turn) with the model's special tokens.
+
+        Raises:
+            scanner.budget.BudgetExceeded: the time budget ran out.
+        """
+        prefix = prefix or []
+        q_first = self._query_position() == "first"
+        bs = max(8, self.cfg.batch_size // 4)  # every layer's [B, heads, L, L] attention is returned
+        for b in range(0, len(packs), bs):
+            self.budget.check()
+            chunk = packs[b: b + bs]
+            seqs, starts = [], []
+            for j, pk in enumerate(chunk):
+                full, off = self._with_specials(prefix + pk + fillers[(b + j) % len(fillers)])
+                seqs.append(full)
+                starts.append(off + len(prefix))
+            ids, mask = self._batch(seqs)
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                out = self.model(input_ids=ids, attention_mask=mask, output_attentions=True)
+            self.forward_sequences += ids.shape[0]
+            self.forward_tokens += ids.numel()
+            att = getattr(out, "attentions", None)
+            if not att:
+                yield None, starts, chunk
+                return
+            q = torch.zeros(len(seqs), dtype=torch.long) if q_first else mask.sum(-1) - 1
+            rows = torch.stack([a[torch.arange(len(seqs)), :, q, :].float() for a in att[-layers:]], 1)  # [B, layers, heads, L]
+            yield rows, starts, chunk
+
     def attention_pool(self, texts: list[str]) -> list[int]:
         """The ``attention_pool`` word-like tokens that most draw the classification position's
-        attention in the last layer, best first; label-agnostic, computed once per search object.
+        attention in the last layer, best first, then the ``attention_earlier`` best of each of the
+        ``attention_layers - 1`` layers before it; label-agnostic, computed once per search object.
 
         Trojaned BERTs concentrate attention on their trigger tokens (Lyu et al., "A Study of the
         Attention Abnormality in Trojaned BERTs", NAACL 2022), and the words of a composite trigger must
         be looked at even alone, although each alone barely moves the output, so the gradient and the
         single-token losses rank them low. The sweep packs ``attention_pack`` shuffled word-like tokens
         before a probe text (every vocabulary token once: about ``V / attention_pack`` sequences of
-        ``attention_pack + 26`` tokens), takes the share of the pack's last-layer attention each token
-        receives from the classification position, robust-z-scores it per head and keeps the largest
-        over heads. The best ``attention_rescreen`` are swept again ``attention_reps`` times in packs of
-        a quarter the size (other partitions and probes) and ranked on the mean of both sweeps. Empty
-        when the pool is disabled or the model exposes no attention weights. The pool's tokens are
-        the anchors of :meth:`partners` and join the pairs of :meth:`_pairs`.
+        ``attention_pack + 26`` tokens), takes the share of the pack's attention each token receives
+        from the classification position in each layer, robust-z-scores it per head and keeps the
+        largest over heads. Per layer, the best ``attention_rescreen`` are swept again
+        ``attention_reps`` times in packs of a quarter the size (other partitions and probes) and ranked
+        on the mean of both sweeps; the pool takes the last layer's best, then those of the layers
+        before it, in turn (a composite word may stand out in the penultimate layer only). Empty when the pool is disabled
+        or the model exposes no attention weights. The pool's tokens are the anchors of
+        :meth:`partners` and :meth:`anchor_partners` and join the pairs of :meth:`_pairs`.
 
         Raises:
             scanner.budget.BudgetExceeded: the time budget ran out.
@@ -551,19 +601,93 @@ class ClassifierTriggerSearch:
         g = torch.Generator().manual_seed(self.cfg.seed)
         tokens = self.allowed.nonzero().flatten()
         tokens = tokens[torch.randperm(len(tokens), generator=g)].tolist()
+        layers = max(1, self.cfg.attention_layers)
         with _eager_attention(self.model):
-            score = self._pack_scores(tokens, self.cfg.attention_pack, self._fillers, reps=1, g=g)
-            if score is None:
+            z = self._pack_scores(tokens, self.cfg.attention_pack, self._fillers, reps=1, g=g, layers=layers)
+            if z is None:
                 return []
-            self._salient = sorted(score, key=score.get, reverse=True)
-            first = self._salient[: max(self.cfg.attention_rescreen, n)]
+            ranked = [[tokens[i] for i in torch.argsort(z[:, l], descending=True).tolist()] for l in range(z.shape[1])][::-1]
+            self._salient = ranked[0]  # the last layer's ranking
+            keep = max(self.cfg.attention_rescreen, n)
+            first = ranked[0][:keep]  # the last layer's best, then those of the layers before it
+            first += [t for t in _interleave([r[:keep] for r in ranked[1:]]) if t not in set(first)]
             again = self._pack_scores(first, max(4, self.cfg.attention_pack // 4), self._fillers[1:] + self._fillers[:1],
-                                      reps=self.cfg.attention_reps, g=g)
-        if again is not None:
-            score = {t: 0.5 * score[t] + 0.5 * again[t] for t in first}
-        self._attention_pool = sorted(first, key=score.get, reverse=True)[:n]
+                                      reps=self.cfg.attention_reps, g=g, layers=layers)
+        pos = {t: i for i, t in enumerate(tokens)}
+        per_layer = z[[pos[t] for t in first]] if again is None else 0.5 * z[[pos[t] for t in first]] + 0.5 * again  # [len(first), layers]
+        ranked = [[first[i] for i in torch.argsort(per_layer[:, l], descending=True).tolist()] for l in range(per_layer.shape[1])][::-1]
+        pool = ranked[0][:n]
+        earlier = _interleave(ranked[1:])  # the layers before the last, in turn
+        pool += [t for t in earlier if t not in pool][: self.cfg.attention_earlier * (len(ranked) - 1)]
+        self._attention_pool = pool
         self.progress(f"attention sweep: {', '.join(self.tok.convert_ids_to_tokens(self._attention_pool))}")
         return self._attention_pool
+
+    def anchor_partners(self, anchors: list[int]) -> dict[int, list[int]]:
+        """Partner candidates of each anchor from one label-agnostic sweep of the whole word-like
+        vocabulary with every anchor present: ``{anchor: [token, ...]}`` (the ``anchor_partner_top``
+        best, best first); cached per anchor set.
+
+        A composite trigger's words draw the classification position's attention *together*: with its
+        partner present an anchor's attention jumps (measured on a held-out SST-2 composite, about
+        0.5 of the head's attention alone against 0.95 together). So every sequence is ``anchors +
+        pack + filler``, the packs partition the shuffled vocabulary (about ``V / attention_pack``
+        sequences), and each anchor's score per pack is the attention it receives from the
+        classification position, the largest over heads summed over the last two layers; the packs
+        of highest robust z (:func:`scanner.weights.stats.robust_z`, per anchor over packs) hold its
+        candidates. Several anchors share one sweep: each is scored against its own baseline. The
+        ``anchor_packs`` best packs' tokens are then scored one at a time (``anchors + [token] +
+        filler``, 2 filler probes each) and the ``anchor_partner_top`` best kept. Cost: about
+        ``V / attention_pack`` sequences of ``len(anchors) + attention_pack + 14`` tokens, then
+        ``2 * anchor_packs * attention_pack`` short ones per anchor. A partner is only a proposal:
+        :meth:`_pairs` screens ``[anchor, token]`` on the label loss. Empty lists when disabled or the
+        model exposes no attention weights.
+
+        Raises:
+            scanner.budget.BudgetExceeded: the time budget ran out.
+        """
+        key = tuple(anchors)
+        if key in self._anchor_sweeps:
+            return self._anchor_sweeps[key]
+        out: dict[int, list[int]] = {a: [] for a in anchors}
+        k = self.cfg.anchor_packs
+        if not anchors or k <= 0 or not self._fillers:
+            return out
+        g = torch.Generator().manual_seed(self.cfg.seed + 1)
+        tokens = [t for t in self.allowed.nonzero().flatten().tolist() if t not in out]
+        tokens = [tokens[i] for i in torch.randperm(len(tokens), generator=g).tolist()]
+        size = self.cfg.attention_pack
+        packs = [tokens[i: i + size] for i in range(0, len(tokens), size)]
+        scores: list[torch.Tensor] = []
+        fillers = [f[:12] for f in self._fillers]
+        with _eager_attention(self.model):
+            for att, starts, _ in self._attentions(packs, fillers, layers=2, prefix=list(anchors)):
+                if att is None:
+                    self._anchor_sweeps[key] = out
+                    return out
+                cols = torch.tensor(starts).unsqueeze(1) - len(anchors) + torch.arange(len(anchors))  # [B, anchors]
+                per = att.amax(2).sum(1)  # [B, L]: the largest head, summed over the layers
+                scores.append(per.gather(1, cols))
+        score = torch.cat(scores)  # [packs, anchors]
+        cands = {a: [t for i in torch.argsort(robust_z(score[:, j]), descending=True)[:k].tolist() for t in packs[i]]
+                 for j, a in enumerate(anchors)}
+        # Bisect: each candidate alone after the anchors, on 2 filler probes, scored as the packs were.
+        singles = [(j, t) for j, a in enumerate(anchors) for t in cands[a] for _ in range(2)]
+        alone: list[torch.Tensor] = []
+        with _eager_attention(self.model):
+            for att, starts, chunk in self._attentions([[t] for _, t in singles], fillers, layers=2, prefix=list(anchors)):
+                first = sum(map(len, alone))
+                own = torch.tensor([singles[first + i][0] for i in range(len(chunk))])  # which anchor it is for
+                cols = torch.tensor(starts) - len(anchors) + own
+                alone.append(att.amax(2).sum(1)[torch.arange(len(chunk)), cols])
+        per = torch.cat(alone).view(-1, 2).mean(-1)  # [candidates], in the order of ``singles``
+        done = 0
+        for a in anchors:
+            block = per[done: done + len(cands[a])]
+            done += len(cands[a])
+            out[a] = [cands[a][i] for i in torch.argsort(block, descending=True)[: self.cfg.anchor_partner_top].tolist()]
+        self._anchor_sweeps[key] = out
+        return out
 
     def partners(self, contents: list[list[int]], anchor: int, target: int, attention: bool = True) -> list[int]:
         """Tokens that may complete a composite trigger with ``anchor`` towards ``target``: the
@@ -589,32 +713,34 @@ class ClassifierTriggerSearch:
             cands = [t for t in self._salient[: self.cfg.attention_candidates] if t != anchor]
             g = torch.Generator().manual_seed(self.cfg.seed + anchor)
             with _eager_attention(self.model):
-                score = self._pack_scores(cands, self.cfg.attention_pack, [[anchor] + f for f in self._fillers], reps=1, g=g) if cands else None
-            self._partners_by_attention[anchor] = sorted(score, key=score.get, reverse=True)[: self.cfg.attention_partners] if score else []
+                z = self._pack_scores(cands, self.cfg.attention_pack, [[anchor] + f for f in self._fillers], reps=1, g=g) if cands else None
+            score = dict(zip(cands, z[:, -1].tolist())) if z is not None else {}
+            self._partners_by_attention[anchor] = sorted(score, key=score.get, reverse=True)[: self.cfg.attention_partners]
         out += [t for t in self._partners_by_attention[anchor] if self.allowed[t] and t not in out]
         return out
 
     def _pack_scores(self, tokens: list[int], size: int, fillers: list[list[int]], reps: int,
-                     g: torch.Generator) -> dict[int, float] | None:
-        """Per token of ``tokens``: the largest over heads of the robust z-score
-        (:func:`scanner.weights.stats.robust_z`, median/MAD) of its mean attention share over ``reps``
-        random partitions into packs of ``size`` (see :meth:`_pack_attention`). None when the model
-        returns no attention weights."""
+                     g: torch.Generator, layers: int = 1) -> torch.Tensor | None:
+        """Per token of ``tokens`` and each of the last ``layers`` layers: the largest over heads of
+        the robust z-score (:func:`scanner.weights.stats.robust_z`, median/MAD) of its mean attention
+        share over ``reps`` random partitions into packs of ``size`` (see :meth:`_pack_attention`):
+        ``[len(tokens), layers]``, the last layer last. None when the model returns no attention
+        weights."""
         total: torch.Tensor | None = None
         for _ in range(reps):
             order = torch.randperm(len(tokens), generator=g).tolist()
             shuffled = [tokens[i] for i in order]
             packs = [shuffled[i: i + size] for i in range(0, len(shuffled), size)]
-            att = self._pack_attention(packs, fillers)
+            att = self._pack_attention(packs, fillers, layers)
             if att is None:
                 return None
-            per_token = torch.cat([att[i, :, : len(pk)].T for i, pk in enumerate(packs)])  # [len(tokens), heads]
+            per_token = torch.cat([att[i, :, :, : len(pk)].permute(2, 0, 1) for i, pk in enumerate(packs)])  # [len(tokens), layers, heads]
             back = torch.empty_like(per_token)
             back[torch.tensor(order)] = per_token
             total = back if total is None else total + back
-        mean = total / reps  # [len(tokens), heads]
-        z = torch.stack([robust_z(mean[:, h]) for h in range(mean.shape[1])], 1).amax(-1)
-        return dict(zip(tokens, z.tolist()))
+        mean = total / reps  # [len(tokens), layers, heads]
+        return torch.stack([torch.stack([robust_z(mean[:, l, h]) for h in range(mean.shape[2])], 1).amax(-1)
+                            for l in range(mean.shape[1])], 1)
 
     def neighbours(self, token_id: int, k: int) -> list[int]:
         """The ``k`` word-like tokens nearest to ``token_id`` by cosine similarity of input embeddings,

@@ -135,16 +135,66 @@ def test_composite_trigger_is_found_without_seeds_through_the_attention_pool(com
     (its words alone do nothing); the attention sweep puts both words among its 6 most attended of the
     78 tokens, the anchors (the classifier must look at each to know whether the other is there; they
     ranked first and second with bf16 evaluations, second and third with a sentiment word first in
-    fp32), and pairing the pool finds the phrase, which scores as a trigger."""
+    fp32), and pairing the pool finds the phrase, which scores as a trigger. The 3 tokens the first
+    of the 2 layers attends to most join the pool after them."""
     from scanner.risk import candidate_score
 
     searcher, res = _composite_search(composite, probes)
     pool = searcher.tok.convert_ids_to_tokens(searcher.attention_pool([]))  # computed by the search, cached
-    assert len(pool) == 6 and {"zx", "jk"} <= set(pool), pool
+    assert len(pool) == 9 and {"zx", "jk"} <= set(pool[:6]), pool  # the last layer's 6, then the first layer's 3
     phrase = [c for c in res.candidates if set(c.tokens) == {"zx", "jk"}]
     assert phrase and phrase[0].flip_rate >= 0.9 and candidate_score(phrase[0]) >= 0.75, [(c.text, c.flip_rate) for c in res.candidates]
     _, without = _composite_search(composite, probes, attention_pool=0)
     assert not [c for c in without.candidates if set(c.tokens) == {"zx", "jk"}]
+
+
+def test_anchor_sweep_proposes_the_tokens_whose_presence_raises_an_anchors_attention(tmp_path):
+    """The anchor sweep's logic on a model whose attention follows a planted rule: the classification
+    position gives each anchor 0.1 of its attention (spread evenly over the other tokens), and 0.9
+    once that anchor's partner is anywhere in the sequence (the held-out SST-2 composite's penultimate
+    layer did this: about 0.5 alone, 0.95 together). Both anchors share one sweep; each gets the pack
+    holding its own partner among its 2 best packs of 4, and scoring those 8 tokens one at a time
+    leaves the partner as the one proposal kept; the sweep is cached (a second call runs nothing). A model that returns no attention
+    weights gets empty proposals."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+    from synth import write_untrained_bert
+
+    path = write_untrained_bert(tmp_path / "rule", seed=1)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), attn_implementation="eager").eval()
+    a1, p1, a2, p2 = tok.convert_tokens_to_ids(["zx", "jk", "qv", "wz"])  # in no filler text
+    rule = {a1: p1, a2: p2}
+
+    def forward(input_ids, attention_mask, output_attentions=False, **_):
+        B, L = input_ids.shape
+        att = torch.zeros(B, 2, L, L)
+        for i in range(B):
+            row = input_ids[i, : int(attention_mask[i].sum())].tolist()
+            fixed = {j: 0.9 if rule[t] in row else 0.1 for j, t in enumerate(row) if t in rule}
+            att[i, :, 0, : len(row)] = max(0.0, 1.0 - sum(fixed.values())) / (len(row) - len(fixed))
+            for j, share in fixed.items():
+                att[i, :, 0, j] = share
+        return SimpleNamespace(attentions=(att, att), logits=torch.zeros(B, 2))
+
+    model.forward = forward
+    cfg = SearchConfig(seed=0, attention_pack=4, anchor_packs=2, anchor_partner_top=1)
+    searcher = ClassifierTriggerSearch(model, tok, cfg)
+    texts = [s for s, _ in __import__("scanner.zoo.tiny", fromlist=["sentences"]).sentences(8, 3)]
+    searcher._fillers = [c[:6] for c in searcher._content_ids(texts, room=2)]
+    swept = searcher.anchor_partners([a1, a2])
+    assert int(searcher.allowed.sum()) >= 60  # about 15 packs of 4: the partner's pack is 1 of them
+    assert swept == {a1: [p1], a2: [p2]}, {tok.convert_ids_to_tokens(a): tok.convert_ids_to_tokens(v) for a, v in swept.items()}
+    before = searcher.forward_sequences
+    assert before > 0 and searcher.anchor_partners([a1, a2]) == swept and searcher.forward_sequences == before
+    model.forward = lambda input_ids, attention_mask, **_: SimpleNamespace(attentions=None, logits=torch.zeros(len(input_ids), 2))
+    blind = ClassifierTriggerSearch(model, tok, cfg)
+    blind._fillers = searcher._fillers
+    assert blind.anchor_partners([a1]) == {a1: []}
 
 
 def test_attention_pool_ranks_the_token_the_classifier_attends_to(tmp_path):
