@@ -21,8 +21,8 @@ search probe that the model does not already assign to the target, and optimised
    classifier attends to most (a label-agnostic attention sweep over the last two layers,
    :meth:`ClassifierTriggerSearch.attention_pool`) are paired, each attended token also with the
    partners its slot-2 gradient, an attention sweep conditioned on it and a sweep for the tokens that
-   raise the attention it draws (:meth:`ClassifierTriggerSearch.anchor_partners`) propose; the pairs whose words work together far more than alone (synergy) are
-   verified too (composite triggers, the key words of an inserted sentence); the deep profile also runs
+   raise the attention it draws (:meth:`ClassifierTriggerSearch.anchor_partners`) propose; the pairs
+   whose words work together far more than alone (synergy) are verified too (composite triggers, the key words of an inserted sentence); the deep profile also runs
    the coordinate search over two-token slots.
 5. **Neutralise and search again** (several triggers; the failure of OpenBackdoor's BKI defence, which
    stops at the first): once a pass finds candidates that score as triggers, every surface form of
@@ -516,7 +516,6 @@ class ClassifierTriggerSearch:
             masked = {}
         return "first" if getattr(self.model.config, "model_type", None) in masked else "last"
 
-    @torch.no_grad()
     def _pack_attention(self, packs: list[list[int]], fillers: list[list[int]], layers: int = 1) -> torch.Tensor | None:
         """Attention of the classification position to every packed token in each of the last
         ``layers`` layers, as its share of the pack's attention times the pack size (1.0 = the pack's
@@ -560,7 +559,7 @@ class ClassifierTriggerSearch:
             self.forward_sequences += ids.shape[0]
             self.forward_tokens += ids.numel()
             att = getattr(out, "attentions", None)
-            if not att:
+            if not att or any(a is None for a in att[-layers:]):  # a kernel that computes no weights
                 yield None, starts, chunk
                 return
             q = torch.zeros(len(seqs), dtype=torch.long) if q_first else mask.sum(-1) - 1
@@ -582,8 +581,8 @@ class ClassifierTriggerSearch:
         largest over heads. Per layer, the best ``attention_rescreen`` are swept again
         ``attention_reps`` times in packs of a quarter the size (other partitions and probes) and ranked
         on the mean of both sweeps; the pool takes the last layer's best, then those of the layers
-        before it, in turn (a composite word may stand out in the penultimate layer only). Empty when the pool is disabled
-        or the model exposes no attention weights. The pool's tokens are the anchors of
+        before it, in turn (a composite word may stand out in the penultimate layer only). Empty when
+        the pool is disabled or the model exposes no attention weights. The pool's tokens are the anchors of
         :meth:`partners` and :meth:`anchor_partners` and join the pairs of :meth:`_pairs`.
 
         Raises:
@@ -674,12 +673,13 @@ class ClassifierTriggerSearch:
         # Bisect: each candidate alone after the anchors, on 2 filler probes, scored as the packs were.
         singles = [(j, t) for j, a in enumerate(anchors) for t in cands[a] for _ in range(2)]
         alone: list[torch.Tensor] = []
+        seen = 0
         with _eager_attention(self.model):
             for att, starts, chunk in self._attentions([[t] for _, t in singles], fillers, layers=2, prefix=list(anchors)):
-                first = sum(map(len, alone))
-                own = torch.tensor([singles[first + i][0] for i in range(len(chunk))])  # which anchor it is for
+                own = torch.tensor([j for j, _ in singles[seen: seen + len(chunk)]])  # the anchor each is scored for
                 cols = torch.tensor(starts) - len(anchors) + own
                 alone.append(att.amax(2).sum(1)[torch.arange(len(chunk)), cols])
+                seen += len(chunk)
         per = torch.cat(alone).view(-1, 2).mean(-1)  # [candidates], in the order of ``singles``
         done = 0
         for a in anchors:
