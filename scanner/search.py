@@ -263,6 +263,12 @@ def _interleave(rankings: list[list[int]]) -> list[int]:
     return list(out)
 
 
+def _drawn(att: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """The attention positions ``cols`` (``[B, n]``) draw from the classification position in
+    ``att`` (``[B, layers, heads, L]``): the largest head, summed over the layers; ``[B, n]``."""
+    return att.amax(2).sum(1).gather(1, cols)
+
+
 @contextmanager
 def _eager_attention(model: Any):
     """Run ``model`` with the eager attention kernel, the one that returns attention weights (SDPA
@@ -609,7 +615,8 @@ class ClassifierTriggerSearch:
             self._salient = ranked[0]  # the last layer's ranking
             keep = max(self.cfg.attention_rescreen, n)
             first = ranked[0][:keep]  # the last layer's best, then those of the layers before it
-            first += [t for t in _interleave([r[:keep] for r in ranked[1:]]) if t not in set(first)]
+            known = set(first)
+            first += [t for t in _interleave([r[:keep] for r in ranked[1:]]) if t not in known]
             again = self._pack_scores(first, max(4, self.cfg.attention_pack // 4), self._fillers[1:] + self._fillers[:1],
                                       reps=self.cfg.attention_reps, g=g, layers=layers)
         pos = {t: i for i, t in enumerate(tokens)}
@@ -665,8 +672,7 @@ class ClassifierTriggerSearch:
                     self._anchor_sweeps[key] = out
                     return out
                 cols = torch.tensor(starts).unsqueeze(1) - len(anchors) + torch.arange(len(anchors))  # [B, anchors]
-                per = att.amax(2).sum(1)  # [B, L]: the largest head, summed over the layers
-                scores.append(per.gather(1, cols))
+                scores.append(_drawn(att, cols))
         score = torch.cat(scores)  # [packs, anchors]
         cands = {a: [t for i in torch.argsort(robust_z(score[:, j]), descending=True)[:k].tolist() for t in packs[i]]
                  for j, a in enumerate(anchors)}
@@ -677,8 +683,7 @@ class ClassifierTriggerSearch:
         with _eager_attention(self.model):
             for att, starts, chunk in self._attentions([[t] for _, t in singles], fillers, layers=2, prefix=list(anchors)):
                 own = torch.tensor([j for j, _ in singles[seen: seen + len(chunk)]])  # the anchor each is scored for
-                cols = torch.tensor(starts) - len(anchors) + own
-                alone.append(att.amax(2).sum(1)[torch.arange(len(chunk)), cols])
+                alone.append(_drawn(att, (torch.tensor(starts) - len(anchors) + own).unsqueeze(1)).squeeze(1))
                 seen += len(chunk)
         per = torch.cat(alone).view(-1, 2).mean(-1)  # [candidates], in the order of ``singles``
         done = 0
