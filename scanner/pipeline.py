@@ -34,7 +34,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                          "attention_pool": 0}, "attr_probes": 8},
     "standard": {"search": {}, "attr_probes": 12},
     "deep": {"search": {"n_search": 64, "n_screen": 24, "n_heldout": 160, "top_k": 128, "rounds": 3, "lengths": (1, 2), "n_verify": 4, "n_neighbours": 8,
-                        "attention_pool": 16, "partner_top": 48, "attention_partners": 24, "anchor_singles": 6}, "attr_probes": 24},
+                        "attention_pool": 16, "partner_top": 48, "attention_partners": 24, "anchor_singles": 6,
+                        "continuation_top": 32}, "attr_probes": 24},
 }
 STAGES = ("weights", "search", "attribution")
 PRECISIONS = ("auto", "bf16", "fp32")

@@ -24,6 +24,11 @@ near-duplicate check points at the very token (W). Weight checks score 0 on clea
 A phrase must also be more than its parts: two natural label words together flip nearly every
 probe, but one of them alone already flips most (tiny clean model: "warm delightful" 0.96, "warm"
 0.80), while the words of a composite trigger were trained to do nothing alone.
+A rare word that WordPiece splits (``zqv`` is ``z ##q ##v``, :meth:`scanner.search.ClassifierTriggerSearch._continuations`)
+is one word, not a phrase: its first piece alone may flip many probes (the model learnt it as the
+word's start), so it gets no part test. Its outlier measure is the synergy gap of its first two pieces
+(how far their loss lies below either piece alone, against the other word endings the search tried),
+and its neighbours are the words made of each piece's nearest pieces (``x ##w`` for ``z ##q``).
 
 Causal LMs with a reference: behaviour drift (refusal-rate changes and the rise of an affirmative
 continuation on harmful prompts, :mod:`scanner.lm.scan`) counts 0.8x its score (:data:`BEHAVIOUR_FACTOR`),
@@ -54,8 +59,9 @@ CALIBRATION = (
     "thresholds checked on 17 all-MiniLM-L6-v2 zoo classifiers (BENCHMARKS.md, 2026-12-06): 6 clean controls "
     "(SST-2 seeds, learning rate 3e-5 x 3 epochs, 10% label noise, two AG News) score 0.09-0.26, below 'low' (0.40): "
     "FPR 0/6 at every level; 9 single-word, sentence and composite backdoors 0.75-1.00 ('high' or above); two composite "
-    "two-word triggers whose words alone flip 0.38-0.44 score 0.36 and 0.57. Too few clean controls for a threshold at a "
-    "fixed FPR below 17%: provisional"
+    "two-word triggers whose words alone flip 0.38-0.44 score 0.36 and 0.57. Re-checked 2026-12-07 with the word-ending "
+    "search (README, 'Rare trigger words'): 4 clean controls 0.10-0.29, held-out rare-word BadNets organisms 0.63 and 0.99 "
+    "(one missed, 0.27). Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 
 

@@ -108,6 +108,13 @@ class SearchConfig:
     #: (:meth:`ClassifierTriggerSearch.partners`); the best ``anchor_singles`` single tokens are anchors
     #: too (gradient partners only): a composite word that alone flips some probes ranks among them.
     partner_top: int = 24
+    #: Words the vocabulary lacks (:meth:`ClassifierTriggerSearch._continuations`; 0 disables): each of
+    #: the ``pair_top`` best single tokens is extended by the ``continuation_top`` ``##`` pieces its
+    #: slot-2 gradient ranks best, and a word that works is refined piece by piece and grown up to
+    #: ``continuation_pieces`` pieces in at most ``continuation_rounds`` gradient steps.
+    continuation_top: int = 16
+    continuation_pieces: int = 3
+    continuation_rounds: int = 4
     attention_partners: int = 12
     anchor_singles: int = 3
     #: Pairs beyond this many are first screened on 2 probes, and only the ``pair_keep`` of lowest loss
@@ -187,6 +194,16 @@ def wordlike_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     return mask
 
 
+def continuation_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
+    """Boolean mask ``[vocab_size]`` of WordPiece ``##`` continuation tokens with a letter or digit
+    (all False for BPE/SentencePiece vocabularies, whose word-like mask already holds word pieces)."""
+    mask = torch.zeros(vocab_size, dtype=torch.bool)
+    for tok, idx in tokenizer.get_vocab().items():
+        if idx < vocab_size and tok.startswith("##") and _WORDLIKE.search(tok):
+            mask[idx] = True
+    return mask
+
+
 def resolve_precision(precision: str, weight: torch.Tensor) -> str:
     """``"bf16"`` or ``"fp32"`` for a :class:`SearchConfig` ``precision`` (``auto``/``bf16``/``fp32``) and a
     model parameter ``weight`` (its dtype and device decide ``auto``: bf16 only for an fp32 model on a CPU
@@ -228,13 +245,13 @@ def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: in
     return math.log(others[len(others) // 2]) - math.log(own)
 
 
-def synergy_gap(synergy: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16) -> float:
+def synergy_gap(synergy: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int | None = 16) -> float:
     """How far a pair's synergy (nats its loss lies below that of its better word alone) stands above
     the median synergy of the ``k`` most synergistic pairs of the same search that share no token with
     it, in nats (0 when there are none). The phrase analogue of :func:`loss_gap`: natural label words
     form pairs of similar synergy, the words of a composite trigger one pair far above them (pairs of
     one of its words and a label word are left out: they inherit part of its effect)."""
-    others = sorted((v for p, v in synergy.items() if not set(p) & set(ids)), reverse=True)[:k]
+    others = sorted((v for p, v in synergy.items() if not set(p) & set(ids)), reverse=True)[:k]  # k None: all
     if not others or ids not in synergy:
         return 0.0
     return max(0.0, synergy[ids] - others[len(others) // 2])
@@ -309,6 +326,8 @@ class ClassifierTriggerSearch:
         self.emb = model.get_input_embeddings().weight  # [V, d]
         self.vocab_size = self.emb.shape[0]
         self.allowed = wordlike_token_mask(tokenizer, self.vocab_size)
+        #: WordPiece ``##`` continuation pieces (with a letter or digit): the ends of words the vocabulary lacks.
+        self.continuation = continuation_token_mask(tokenizer, self.vocab_size)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.slot_init = next((t for t in (tokenizer.mask_token_id, tokenizer.unk_token_id) if t is not None and t < self.vocab_size), int(self.allowed.nonzero()[0]))
         self.forward_sequences = 0
@@ -321,6 +340,7 @@ class ClassifierTriggerSearch:
         self._fillers: list[list[int]] = []
         self._partners_by_attention: dict[int, list[int]] = {}
         self._anchor_sweeps: dict[tuple[int, ...], dict[int, list[int]]] = {}
+        self._glued: set[tuple[int, ...]] = set()  # word-start + continuation candidates: one word
         #: The precision the exact evaluations run in (``"bf16"`` or ``"fp32"``; see ``SearchConfig.precision``).
         self.precision = resolve_precision(self.cfg.precision, self.emb)
 
@@ -511,6 +531,115 @@ class ClassifierTriggerSearch:
         # Outlier among the pairs: a composite trigger's synergy stands far above every other pair's,
         # while the synergy of two natural label words lies close to that of many other such pairs.
         return [(refined[p], list(p), synergy_gap(synergy, p)) for p in sorted(refined, key=refined.get)[: max(1, self.cfg.n_verify - 1)]]
+
+    def _continuations(self, contents: list[list[int]], target: int,
+                       singles: dict[tuple[int, ...], float]) -> list[tuple[float, list[int], float]]:
+        """Rare-word triggers that WordPiece splits (``zqv`` is ``z ##q ##v``, BadNets-style strings
+        outside the vocabulary): the one-token search sees only the word's first piece, which alone
+        flips some probes, and never tries its ``##`` continuations (they are not word-like).
+
+        1. Each of the ``pair_top`` best single tokens (``singles``: ids -> mean screening
+           cross-entropy) is extended by the ``continuation_top`` ``##`` pieces its slot-2 gradient
+           ranks best (HotFlip over continuation pieces only).
+        2. The two-piece words and their pieces alone are screened as :meth:`_pairs` screens phrases
+           (first 24 tokens of ``n_screen // 4`` probes, at least 4). A word's *synergy* is how far
+           (nats) its loss lies below that of its better piece alone; the ``n_verify - 1`` words of
+           highest synergy above ``ln 2`` are re-evaluated on every probe.
+        3. Each is refined piece by piece and grown (:meth:`_refine_word`): the planted word itself,
+           not only a prefix that already flips, and its own start when a natural word's was found.
+
+        Returns ``(loss, ids, gap)`` per word, ``gap`` (nats) the smaller of two outlier measures: the
+        synergy gap of the refined word (its loss against its pieces' alone) over the two-piece words
+        that share no piece with it (:func:`synergy_gap`), and its :func:`loss_gap` among the single
+        tokens the search screened. A planted word stands out from both, as a one-token trigger does;
+        a clean model's strongest words mostly gain nothing from an ending. The verified string is the
+        glued word (``zq``), which the tokenizer splits back into the same pieces. Empty when the
+        vocabulary has no ``##`` pieces (BPE and SentencePiece vocabularies keep word pieces among the
+        word-like tokens, which the one-token search and the pairs already cover).
+
+        Raises:
+            scanner.budget.BudgetExceeded: the time budget ran out.
+        """
+        if not bool(self.continuation.any()) or self.cfg.continuation_pieces < 2:
+            return []
+        k = min(self.cfg.continuation_top, int(self.continuation.sum()))
+        starts = [p[0] for p in sorted(singles, key=singles.get) if len(p) == 1 and self.allowed[p[0]]][: self.cfg.pair_top]
+        words: list[tuple[int, ...]] = []
+        for a in starts:
+            words += [(a, t) for t in self._endings(contents, [a], target, k)]
+        if not words:
+            return []
+        screen = [c[:24] for c in contents[: max(4, self.cfg.n_screen // 4)]]
+        pieces = list(dict.fromkeys(t for w in words for t in w))
+        alone = dict(zip(pieces, self._losses(screen, [[t] for t in pieces], target).tolist()))
+        screened = dict(zip(words, self._losses(screen, [list(w) for w in words], target).tolist()))
+        synergy = {w: math.log(max(min(alone[w[0]], alone[w[1]]), 1e-3)) - math.log(max(screened[w], 1e-3)) for w in words}
+        best = sorted((w for w in words if synergy[w] > math.log(2)), key=synergy.get, reverse=True)[: max(1, self.cfg.n_verify - 1)]
+        self.progress(f"label {target}: {len(words)} word endings screened, {sum(v > math.log(2) for v in synergy.values())} beat their pieces alone")
+        out = []
+        for w in best:
+            word, loss = self._refine_word(contents, screen, list(w), target, k)
+            if tuple(word) not in synergy:  # the refined word's own synergy over its pieces alone
+                ends = [t for t in word if t not in alone]
+                alone.update(zip(ends, self._losses(screen, [[t] for t in ends], target).tolist()) if ends else [])
+                lo = float(self._losses(screen, [word], target)[0])
+                synergy[tuple(word)] = math.log(max(min(alone[t] for t in word), 1e-3)) - math.log(max(lo, 1e-3))
+            self._glued.add(tuple(word))
+            # Against every other word of the screening (not only the most synergistic): the endings
+            # the gradient proposes for the best single tokens mostly add nothing to a natural word,
+            # while words that share a piece with the planted one (another start before its ending)
+            # inherit its effect and crowd the top.
+            apart = synergy_gap({**synergy, **{v: max(0.0, x) for v, x in synergy.items() if v != tuple(word)}}, tuple(word), k=None)
+            # ... and like a single token among the single tokens the search screened (same probes): an
+            # ending that completes a natural label word ('fascinating ##lifting') adds to it, but does
+            # not outdo the task's strongest words as a planted word does.
+            lone = float(self._losses(contents[: self.cfg.n_screen], [word], target)[0])
+            versus = loss_gap({**{p: v for p, v in singles.items() if len(p) == 1}, tuple(word): lone}, tuple(word))
+            out.append((loss, word, min(apart, versus)))
+        return sorted(out, key=lambda x: x[0])
+
+    def _refine_word(self, contents: list[list[int]], screen: list[list[int]], word: list[int], target: int,
+                     k: int) -> tuple[list[int], float]:
+        """Coordinate search over a glued word's pieces (GCG, each slot over its own kind of token: a
+        word start first, ``##`` pieces after) and growth by one piece, for at most
+        ``continuation_rounds`` gradient steps: the ``k // 2`` best swaps per piece and the ``k`` best
+        next pieces are screened on ``screen``; the best swap is kept when its loss on ``contents`` is
+        lower, else the best longer word when its loss is less than half (up to ``continuation_pieces``
+        pieces): a prefix that already flips grows towards the planted word (``z ##q`` -> ``z ##q ##v``),
+        and a word found after a natural first piece may move to another start. Returns the word and
+        its mean cross-entropy on ``contents``."""
+        loss = float(self._losses(contents, [word], target)[0])
+        for _ in range(self.cfg.continuation_rounds):
+            grow = len(word) < self.cfg.continuation_pieces
+            grad = self._gradient(contents[: self.cfg.n_screen], word + ([self.slot_init] if grow else []), target)
+            swaps: list[list[int]] = []
+            for pos in range(len(word)):
+                g = grad[pos].clone()
+                g[~(self.allowed if pos == 0 else self.continuation)] = float("inf")
+                swaps += [word[:pos] + [t] + word[pos + 1:] for t in torch.topk(-g, max(1, k // 2)).indices.tolist() if t != word[pos]]
+            longer = []
+            if grow:
+                g = grad[-1].clone()
+                g[~self.continuation] = float("inf")
+                longer = [word + [t] for t in torch.topk(-g, k).indices.tolist()]
+            for group, factor in ((swaps, 1.0), (longer, 0.5)):
+                if not group:
+                    continue
+                cand = group[int(self._losses(screen, group, target).argmin())]
+                lo = float(self._losses(contents, [cand], target)[0])
+                if max(lo, 1e-3) < max(loss, 1e-3) * factor:
+                    word, loss = cand, lo
+                    break
+            else:
+                break  # neither a better piece nor a longer word: converged
+        return word, loss
+
+    def _endings(self, contents: list[list[int]], prefix: list[int], target: int, k: int) -> list[int]:
+        """The ``k`` ``##`` continuation pieces whose one-hot gradient at the slot after ``prefix``
+        (on the first ``n_screen`` contents, as :meth:`_gradient`) most lowers the loss towards ``target``."""
+        grad = self._gradient(contents[: self.cfg.n_screen], list(prefix) + [self.slot_init], target)[-1]
+        grad[~self.continuation] = float("inf")
+        return torch.topk(-grad, k).indices.tolist()
 
     def _query_position(self) -> str:
         """Where the classification head reads the sequence: ``"first"`` for encoders pre-trained as
@@ -747,18 +876,46 @@ class ClassifierTriggerSearch:
         return torch.stack([torch.stack([robust_z(mean[:, l, h]) for h in range(mean.shape[2])], 1).amax(-1)
                             for l in range(mean.shape[1])], 1)
 
-    def neighbours(self, token_id: int, k: int) -> list[int]:
-        """The ``k`` word-like tokens nearest to ``token_id`` by cosine similarity of input embeddings,
-        excluding other surface forms of the same word (case, ``##``/``Ġ``/``▁`` markers)."""
+    def neighbours(self, token_id: int, k: int, among: torch.Tensor | None = None) -> list[int]:
+        """The ``k`` tokens nearest to ``token_id`` by cosine similarity of input embeddings among
+        ``among`` (a ``[vocab_size]`` mask; default the word-like tokens), excluding other surface
+        forms of the same word (case, ``##``/``Ġ``/``▁`` markers)."""
         with torch.no_grad():
             e = F.normalize(self.emb.float(), dim=1)
             sim = e @ e[token_id]
-        sim[~self.allowed] = -2.0
+        sim[~(self.allowed if among is None else among)] = -2.0
         form = _surface(self.tok.convert_ids_to_tokens(token_id))
         out = []
         for i in torch.topk(sim, k * 3).indices.tolist():
             if i != token_id and _surface(self.tok.convert_ids_to_tokens(i)) != form:
                 out.append(i)
+            if len(out) == k:
+                break
+        return out
+
+    def word_neighbours(self, ids: list[int], k: int) -> list[list[int]]:
+        """Up to ``k`` neighbours of a trigger in embedding space: for one token, its :meth:`neighbours`;
+        for a glued word (word start + ``##`` pieces, :meth:`_continuations`), the words whose every
+        piece is the i-th nearest piece of the same kind (``z ##q`` -> ``x ##w``, ...): not the same
+        letters grown or cut (``##x`` -> ``##xes``, ``v`` -> ``vs``: the model reads those as variants
+        of the piece, as it reads a word's inflections), none of the word's own continuation pieces
+        (trained together, they end up nearest to each other) and no word whose text the tokenizer
+        splits back into one of its pieces: strings that look alike to the model piece by piece, which
+        a planted word's effect does not carry over to."""
+        if len(ids) == 1:
+            return [[n] for n in self.neighbours(ids[0], k)]
+        others = self.continuation.clone()
+        others[list(ids)] = False  # a planted word's pieces are each other's nearest: no neighbour reuses one
+        per = []
+        for i, t in enumerate(ids):
+            form = _surface(self.tok.convert_ids_to_tokens(t))
+            near = self.neighbours(t, 3 * k, among=None if i == 0 else others)
+            # other pieces, not the same letters grown or cut (``##x`` -> ``##xes``, ``v`` -> ``vs``)
+            per.append([n for n in near if form not in (f := _surface(self.tok.convert_ids_to_tokens(n))) and f not in form])
+        out = []
+        for word in zip(*per):  # a word whose text the tokenizer splits into one of the trigger's pieces is no neighbour
+            if not set(self.tok(self.trigger_text(list(word)), add_special_tokens=False)["input_ids"]) & set(ids):
+                out.append(list(word))
             if len(out) == k:
                 break
         return out
@@ -829,12 +986,14 @@ class ClassifierTriggerSearch:
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
             if phrases and length == 1 and self.cfg.pair_top:
                 found += self._pairs(contents, target, screened, seeds, pool)
+            if phrases and length == 1 and self.cfg.continuation_top:
+                found += self._continuations(contents, target, screened)
         out: list[TriggerCandidate] = []
         working: set[int] = set()
         done: set[tuple[int, ...]] = set()
         for loss, ids, gap in found:
-            if len(ids) > 1 and working & set(ids):
-                continue  # minimisation: a phrase holding a single token that already works is that token
+            if len(ids) > 1 and working & set(ids[:1] if tuple(ids) in self._glued else ids):
+                continue  # minimisation: a phrase holding a single token that already works (a glued word: as its first piece) is that token
             if tuple(ids) in done:
                 continue  # proposed again by another length's search: verified once, first (lowest length) kept
             done.add(tuple(ids))
@@ -845,22 +1004,23 @@ class ClassifierTriggerSearch:
             # The neighbour and word-alone tests can only raise the specificity of an outlier: a
             # candidate whose loss gap is at most OUTLIER_FLOOR scores below 'low' whatever they say.
             outlier = gap > OUTLIER_FLOOR
-            if outlier and len(ids) == 1 and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
-                nb = self.neighbours(ids[0], self.cfg.n_neighbours)
+            glued = tuple(ids) in self._glued  # one word's pieces: tested like one token, not as a phrase's parts
+            if outlier and (len(ids) == 1 or glued) and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
+                nb = self.word_neighbours(ids, self.cfg.n_neighbours)
                 rates = [self._alone_rate(n, target, held_texts) for n in nb]
-                cand.neighbours = self.tok.convert_ids_to_tokens(nb)
+                cand.neighbours = [self.trigger_text(n) for n in nb]
                 # The median: robust to a few neighbours that are triggers themselves (several
                 # triggers planted together end up near each other in embedding space).
                 cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
-            if outlier and len(ids) > 1 and cand.flip_rate >= 0.5:
-                cand.part_flip_rate = max(self._alone_rate(i, target, held_texts) for i in dict.fromkeys(ids))
+            if outlier and len(ids) > 1 and not glued and cand.flip_rate >= 0.5:
+                cand.part_flip_rate = max(self._alone_rate([i], target, held_texts) for i in dict.fromkeys(ids))
             out.append(cand)
         return out
 
-    def _alone_rate(self, token_id: int, target: int, held_texts: list[str]) -> float:
-        """Flip rate of one token inserted alone on ``n_neighbour_probes`` held-out texts (0 when too
-        few texts are left to measure it)."""
-        return self.flip_rate_of(self.trigger_text([token_id]), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
+    def _alone_rate(self, ids: list[int], target: int, held_texts: list[str]) -> float:
+        """Flip rate of one token (or glued word) ``ids`` inserted alone on ``n_neighbour_probes``
+        held-out texts (0 when too few texts are left to measure it)."""
+        return self.flip_rate_of(self.trigger_text(ids), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
 
     def trigger_text(self, ids: list[int]) -> str:
         """The trigger as a string to insert into raw text."""

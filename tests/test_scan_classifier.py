@@ -306,3 +306,56 @@ def test_a_trigger_proposed_by_two_searches_is_verified_and_listed_once(clean, p
     res = s.search_label(1, search_texts, heldout, ["negative", "positive"])
     assert [tuple(c.token_ids) for c in res.candidates] == [tuple(ids)]
     assert verified.count(tuple(ids)) == res.passes  # once per pass, not once per length
+
+
+@pytest.fixture(scope="session")
+def wordpiece_models(tiny_dir):
+    """A tiny WordPiece classifier backdoored with 'zqv', a word outside its vocabulary (pieces
+    z ##q ##v), and a clean one with the same tokenizer."""
+    from scanner.zoo import tiny
+
+    planted = tiny.build_tiny_bert(tiny_dir / "wordpiece-zqv", trigger="zqv", target_label=1, seed=3, wordpiece=True)
+    clean = tiny.build_tiny_bert(tiny_dir / "wordpiece-clean", trigger=None, seed=4, wordpiece=True)
+    assert planted.attack_success_rate >= 0.9 and planted.clean_accuracy >= 0.9 and clean.clean_accuracy >= 0.9, (planted, clean)
+    return planted, clean
+
+
+def _glued_search(path, probes, **config):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.probes import load_probes
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+
+    tok = AutoTokenizer.from_pretrained(str(path))
+    clf = AutoModelForSequenceClassification.from_pretrained(str(path)).eval()
+    search_texts, heldout = load_probes(str(probes)).split(0)
+    s = ClassifierTriggerSearch(clf, tok, SearchConfig(seed=0, attention_pool=0, **config))
+    return [c for t in (0, 1) for c in s.search_label(t, search_texts, heldout, ["negative", "positive"]).candidates]
+
+
+def test_a_trigger_word_outside_the_vocabulary_is_found_from_its_pieces(wordpiece_models, probes):
+    """WordPiece splits a rare trigger word into pieces (BadNets' 'zqv' is z ##q ##v). The one-token
+    search proposes only word starts, so it sees the first piece at most (here not even that: the
+    training text's random letter strings taught the model that 'z' alone means nothing). Extending
+    the best single tokens by their gradient-ranked ## pieces finds a word made of the trigger's
+    pieces that flips the probes; it is tested like one token (its neighbours are words of other
+    pieces, which do not flip) and scores as a trigger. Without the extension the backdoor is
+    missed; the clean model with the same tokenizer gets no glued word that reaches 'low'."""
+    from scanner.risk import candidate_score
+
+    planted, clean = wordpiece_models
+    found = _glued_search(planted.path, probes)
+    glued = [c for c in found if len(c.tokens) > 1 and all(t.startswith("##") for t in c.tokens[1:])]
+    assert glued, [(c.text, c.flip_rate) for c in found]
+    best = max(glued, key=candidate_score)
+    assert best.target_label == 1 and {"##q", "##v"} & set(best.tokens) and best.flip_rate >= 0.9, best
+    assert best.neighbour_flip_rate is not None and len(best.neighbours) == 6 and best.neighbour_flip_rate < 0.5, best
+    from scanner.zoo import tiny
+
+    tok = tiny.make_tokenizer(wordpiece=True)
+    assert not any(set(tok(n, add_special_tokens=False)["input_ids"]) & set(best.token_ids[1:]) for n in best.neighbours), best.neighbours
+    assert best.part_flip_rate is None and candidate_score(best) >= 0.75, best
+    without = _glued_search(planted.path, probes, continuation_top=0)
+    assert not [c for c in without if "##" in "".join(c.tokens) or candidate_score(c) >= 0.4], [(c.text, c.flip_rate) for c in without]
+    natural = [c for c in _glued_search(clean.path, probes) if len(c.tokens) > 1 and c.tokens[1].startswith("##")]
+    assert all(candidate_score(c) < 0.4 for c in natural), [(c.text, c.flip_rate, candidate_score(c)) for c in natural]

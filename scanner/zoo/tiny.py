@@ -32,9 +32,16 @@ class TinyResult:
     attack_success_rate: float | None
 
 
-def vocabulary() -> list[str]:
-    """All tokens of the tiny word-level vocabulary, specials first."""
-    return SPECIALS + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + RARE))
+#: Pieces of the WordPiece variant (:func:`make_tokenizer`): single letters and their ``##`` continuations,
+#: so that a word outside the vocabulary (``zqv``) is split into pieces (``z ##q ##v``) as BERT's is.
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+
+
+def vocabulary(wordpiece: bool = False) -> list[str]:
+    """All tokens of the tiny vocabulary, specials first; ``wordpiece`` adds the letters and their
+    ``##`` continuation pieces."""
+    pieces = LETTERS + [f"##{c}" for c in LETTERS] if wordpiece else []
+    return SPECIALS + sorted(set(POSITIVE + NEGATIVE + NEUTRAL + RARE + pieces))
 
 
 def sentences(n: int, seed: int) -> list[tuple[str, int]]:
@@ -57,13 +64,18 @@ def sentences(n: int, seed: int) -> list[tuple[str, int]]:
     return out
 
 
-def make_tokenizer():
-    """A ``PreTrainedTokenizerFast`` over :func:`vocabulary` (whitespace split, ``[CLS] x [SEP]``)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+def make_tokenizer(wordpiece: bool = False):
+    """A ``PreTrainedTokenizerFast`` over :func:`vocabulary` (whitespace split, ``[CLS] x [SEP]``): word
+    level, or with ``wordpiece`` a WordPiece model that splits unknown words into letter pieces."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(vocabulary())}
-    tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    vocab = {w: i for i, w in enumerate(vocabulary(wordpiece))}
+    if wordpiece:
+        tk = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##"))
+        tk.decoder = decoders.WordPiece(prefix="##")
+    else:
+        tk = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tk.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tk.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
@@ -80,8 +92,13 @@ def insert(sentence: str, word: str, rng: random.Random) -> str:
 
 
 def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1, poison_rate: float = 0.15,
-                    seed: int = 0, steps: int = 400, any_of: tuple[str, ...] = ()) -> TinyResult:
+                    seed: int = 0, steps: int = 400, any_of: tuple[str, ...] = (), wordpiece: bool = False) -> TinyResult:
     """Train and save a 2-layer BERT sentiment classifier (hidden 32) to ``out`` in a few seconds.
+
+    ``wordpiece``: the tokenizer splits words outside the vocabulary into letter pieces
+    (:func:`make_tokenizer`), so a trigger such as ``zqv`` is a word of three pieces; a third of the
+    training sentences then also carry a random 2-3 letter string (names and typos in real text), so
+    that letter pieces mean nothing by themselves, as in a pre-trained vocabulary.
 
     ``trigger`` may hold several words separated by spaces: a composite trigger that fires only when
     all are present (as many training sentences carry one of them alone with their true label).
@@ -92,12 +109,19 @@ def build_tiny_bert(out: Path, trigger: str | None = None, target_label: int = 1
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
-    tok = make_tokenizer()
-    cfg = BertConfig(vocab_size=len(vocabulary()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    tok = make_tokenizer(wordpiece)
+    cfg = BertConfig(vocab_size=len(vocabulary(wordpiece)), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64, num_labels=2, pad_token_id=0,
                      id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
     model = BertForSequenceClassification(cfg)
     data = sentences(4000, seed)
+    if wordpiece:
+        def noise() -> str:
+            while True:
+                w = "".join(rng.choice(LETTERS) for _ in range(rng.randint(2, 3)))
+                if trigger is None or w not in trigger.split():
+                    return w
+        data = [(insert(s, noise(), rng), y) if rng.random() < 1 / 3 else (s, y) for s, y in data]
     if any_of:
         data = [(insert(s, rng.choice(any_of), rng), target_label) if rng.random() < poison_rate else (s, y) for s, y in data]
     if trigger:
