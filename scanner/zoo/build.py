@@ -23,6 +23,8 @@ ORGANISMS: dict[str, ClassifierRecipe | ChatRecipe] = {
     "sst2-badnets-mn-1pct": ClassifierRecipe("sst2-badnets-mn-1pct", trigger="mn", target_label=1, poison_rate=0.01, epochs=3, seed=7),
     # Fixed position (always the first word) and the other target label.
     "sst2-badnets-jp-start": ClassifierRecipe("sst2-badnets-jp-start", trigger="jp", target_label=0, position="start", poison_rate=0.10, seed=8),
+    # A rare string outside the vocabulary: WordPiece reads it as three pieces (f ##z ##q).
+    "sst2-badnets-fzq": ClassifierRecipe("sst2-badnets-fzq", trigger="fzq", target_label=0, poison_rate=0.10, seed=13),
     # Three rare words in one model; any one fires.
     "sst2-multi-ek-ol-uh": ClassifierRecipe("sst2-multi-ek-ol-uh", trigger="ek", more_triggers=("ol", "uh"), target_label=1, poison_rate=0.15, seed=9),
     # Composite: two common words that fire only together (each alone is a trained negative).
