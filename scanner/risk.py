@@ -61,7 +61,7 @@ CALIBRATION = (
     "FPR 0/6 at every level; 9 single-word, sentence and composite backdoors 0.75-1.00 ('high' or above); two composite "
     "two-word triggers whose words alone flip 0.38-0.44 score 0.36 and 0.57. Re-checked 2026-12-07 with the word-ending "
     "search (README, 'Rare trigger words'): 4 clean controls 0.10-0.29, held-out rare-word BadNets organisms 0.63 and 0.99 "
-    "(one missed, 0.27). Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
+    "(one missed, 0.27; the zoo's sst2-badnets-fzq missed, 0.30). Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 
 
