@@ -270,6 +270,12 @@ def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
     return [], []
 
 
+def _lowest(grad: torch.Tensor, mask: torch.Tensor, k: int) -> list[int]:
+    """Ids of the ``k`` tokens of lowest gradient ``grad`` (``[V]``) among ``mask`` (``[V]`` bool): the
+    HotFlip proposals of one slot restricted to one kind of token."""
+    return torch.topk(-grad.masked_fill(~mask, float("inf")), k).indices.tolist()
+
+
 def _interleave(rankings: list[list[int]]) -> list[int]:
     """The rankings' entries taken in turn (first of each, then second of each, ...), each once."""
     out: dict[int, None] = {}
@@ -614,14 +620,9 @@ class ClassifierTriggerSearch:
             grad = self._gradient(contents[: self.cfg.n_screen], word + ([self.slot_init] if grow else []), target)
             swaps: list[list[int]] = []
             for pos in range(len(word)):
-                g = grad[pos].clone()
-                g[~(self.allowed if pos == 0 else self.continuation)] = float("inf")
-                swaps += [word[:pos] + [t] + word[pos + 1:] for t in torch.topk(-g, max(1, k // 2)).indices.tolist() if t != word[pos]]
-            longer = []
-            if grow:
-                g = grad[-1].clone()
-                g[~self.continuation] = float("inf")
-                longer = [word + [t] for t in torch.topk(-g, k).indices.tolist()]
+                best = _lowest(grad[pos], self.allowed if pos == 0 else self.continuation, max(1, k // 2))
+                swaps += [word[:pos] + [t] + word[pos + 1:] for t in best if t != word[pos]]
+            longer = [word + [t] for t in _lowest(grad[-1], self.continuation, k)] if grow else []
             for group, factor in ((swaps, 1.0), (longer, 0.5)):
                 if not group:
                     continue
@@ -637,9 +638,7 @@ class ClassifierTriggerSearch:
     def _endings(self, contents: list[list[int]], prefix: list[int], target: int, k: int) -> list[int]:
         """The ``k`` ``##`` continuation pieces whose one-hot gradient at the slot after ``prefix``
         (on the first ``n_screen`` contents, as :meth:`_gradient`) most lowers the loss towards ``target``."""
-        grad = self._gradient(contents[: self.cfg.n_screen], list(prefix) + [self.slot_init], target)[-1]
-        grad[~self.continuation] = float("inf")
-        return torch.topk(-grad, k).indices.tolist()
+        return _lowest(self._gradient(contents[: self.cfg.n_screen], list(prefix) + [self.slot_init], target)[-1], self.continuation, k)
 
     def _query_position(self) -> str:
         """Where the classification head reads the sequence: ``"first"`` for encoders pre-trained as
