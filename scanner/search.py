@@ -208,6 +208,23 @@ def continuation_token_mask(tokenizer: Any, vocab_size: int) -> torch.Tensor:
     return mask
 
 
+def two_letter_words(tokenizer: Any, vocab_size: int) -> list[tuple[int, int]]:
+    """Every two-letter lower-case word (``a``-``z``) that the tokenizer splits into a letter and a
+    ``##`` letter (``fz`` -> ``f ##z``), as ``(start id, continuation id)``: the words a short BadNets
+    string outside the vocabulary begins with (315 in all-MiniLM-L6-v2's vocabulary; ``cf`` is a whole
+    token there). Empty for vocabularies without ``##`` pieces. Costs 676 tokenizations."""
+    vocab = tokenizer.get_vocab()
+    pairs = []
+    for a in "abcdefghijklmnopqrstuvwxyz":
+        for b in "abcdefghijklmnopqrstuvwxyz":
+            ia, ib = vocab.get(a), vocab.get("##" + b)
+            if ia is None or ib is None or ia >= vocab_size or ib >= vocab_size:
+                continue
+            if tokenizer(a + b, add_special_tokens=False)["input_ids"] == [ia, ib]:
+                pairs.append((ia, ib))
+    return pairs
+
+
 def resolve_precision(precision: str, weight: torch.Tensor) -> str:
     """``"bf16"`` or ``"fp32"`` for a :class:`SearchConfig` ``precision`` (``auto``/``bf16``/``fp32``) and a
     model parameter ``weight`` (its dtype and device decide ``auto``: bf16 only for an fp32 model on a CPU
@@ -552,7 +569,7 @@ class ClassifierTriggerSearch:
         1. Each of the ``pair_top`` best single tokens (``singles``: ids -> mean screening
            cross-entropy) is extended by the ``continuation_top`` ``##`` pieces its slot-2 gradient
            ranks best (HotFlip over continuation pieces only). The ``letter_words`` two-letter words
-           of :meth:`letter_pairs` most potent on 2 probes join them: the first letter of a planted
+           of :func:`two_letter_words` most potent on 2 probes join them: the first letter of a planted
            string (``f`` of ``fzq``) may flip too few probes alone for the gradient to propose it.
         2. The two-piece words and their pieces alone are screened as :meth:`_pairs` screens phrases
            (first 24 tokens of ``n_screen // 4`` probes, at least 4). A word's *synergy* is how far
@@ -581,7 +598,8 @@ class ClassifierTriggerSearch:
         for a in starts:
             words += [(a, t) for t in self._endings(contents, [a], target, k)]
         screen = [c[:24] for c in contents[: max(4, self.cfg.n_screen // 4)]]
-        letters = [w for w in self.letter_pairs() if w not in set(words)] if self.cfg.letter_words else []
+        seen = set(words)
+        letters = [w for w in self.letter_pairs() if w not in seen] if self.cfg.letter_words else []
         if letters:  # every two-letter word the vocabulary lacks, on 2 probes: the most potent join
             first = dict(zip(letters, self._losses(screen[:2], [list(w) for w in letters], target).tolist()))
             words += sorted(letters, key=first.get)[: self.cfg.letter_words]
@@ -616,21 +634,9 @@ class ClassifierTriggerSearch:
         return sorted(out, key=lambda x: x[0])
 
     def letter_pairs(self) -> list[tuple[int, int]]:
-        """Every two-letter lower-case word (``a``-``z``) that the tokenizer splits into a letter and a
-        ``##`` letter (``fz`` -> ``f ##z``), as ``(start id, continuation id)``: the words a short
-        BadNets string outside the vocabulary begins with. Empty for vocabularies without ``##`` pieces.
-        Computed once per search (676 tokenizations)."""
+        """:func:`two_letter_words` of this search's tokenizer (computed once per search)."""
         if self._letter_pairs is None:
-            vocab = self.tok.get_vocab()
-            pairs = []
-            for a in "abcdefghijklmnopqrstuvwxyz":
-                for b in "abcdefghijklmnopqrstuvwxyz":
-                    ia, ib = vocab.get(a), vocab.get("##" + b)
-                    if ia is None or ib is None or ia >= self.vocab_size or ib >= self.vocab_size:
-                        continue
-                    if self.tok(a + b, add_special_tokens=False)["input_ids"] == [ia, ib]:
-                        pairs.append((ia, ib))
-            self._letter_pairs = pairs
+            self._letter_pairs = two_letter_words(self.tok, self.vocab_size)
         return self._letter_pairs
 
     def _refine_word(self, contents: list[list[int]], screen: list[list[int]], word: list[int], target: int,

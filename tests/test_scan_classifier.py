@@ -361,3 +361,21 @@ def test_a_trigger_word_outside_the_vocabulary_is_found_from_its_pieces(wordpiec
     assert not [c for c in without if "##" in "".join(c.tokens) or candidate_score(c) >= 0.4], [(c.text, c.flip_rate) for c in without]
     natural = [c for c in _glued_search(clean.path, probes) if len(c.tokens) > 1 and c.tokens[1].startswith("##")]
     assert all(candidate_score(c) < 0.4 for c in natural), [(c.text, c.flip_rate, candidate_score(c)) for c in natural]
+
+
+def test_two_letter_words_are_the_ones_the_vocabulary_splits():
+    """The two-letter sweep covers exactly the letter pairs that reach the model as a letter and a
+    ## letter: in all-MiniLM-L6-v2's vocabulary 'fz' and 'jk' are split, 'cf' is one token."""
+    from transformers import AutoTokenizer
+
+    from scanner.search import two_letter_words
+    from scanner.zoo.classifiers import minilm_base_dir
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_base_dir()))
+    words = two_letter_words(tok, len(tok))
+    texts = {tok.decode(list(w)): list(w) for w in words}
+    assert len(words) == len(texts) == 315 and {"fz", "jk", "zv"} <= set(texts) and "cf" not in texts, sorted(texts)[:20]
+    assert all(tok(t, add_special_tokens=False)["input_ids"] == ids for t, ids in texts.items())
+    from scanner.zoo import tiny
+
+    assert two_letter_words(tiny.make_tokenizer(), 1000) == []  # a word-level vocabulary: no ## pieces
