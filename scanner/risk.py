@@ -83,10 +83,9 @@ def candidate_score(c: TriggerCandidate) -> float:
         specificity = min(outlier, _clamp((c.flip_rate - c.part_flip_rate - 0.3) / 0.5))
     elif c.neighbour_flip_rate is None:
         specificity = outlier
-    elif is_glued_word(c.tokens):
-        specificity = min(outlier, _clamp((c.flip_rate - c.neighbour_flip_rate - 0.3) / 0.5))
     else:
-        specificity = 0.7 * outlier + 0.3 * _clamp((c.flip_rate - c.neighbour_flip_rate - 0.3) / 0.5)
+        isolation = _clamp((c.flip_rate - c.neighbour_flip_rate - 0.3) / 0.5)
+        specificity = min(outlier, isolation) if is_glued_word(c.tokens) else 0.7 * outlier + 0.3 * isolation
     specificity = max(specificity, c.weight_score or 0.0)
     attr = 0.5 if c.attribution_share is None else min(1.0, c.attribution_share / 0.30)
     s = potency * (0.1 + 0.9 * specificity) * (0.85 + 0.15 * attr)

@@ -343,11 +343,11 @@ def test_a_trigger_word_outside_the_vocabulary_is_found_from_its_pieces(wordpiec
     neighbours' test: here 0.92 against 0.22, so the isolation term, not the gap, sets its score).
     Without the extension the backdoor is missed; the clean model with the same tokenizer gets no
     glued word that reaches 'low'."""
-    from scanner.risk import candidate_score
+    from scanner.risk import candidate_score, is_glued_word
 
     planted, clean = wordpiece_models
     found = _glued_search(planted.path, probes)
-    glued = [c for c in found if len(c.tokens) > 1 and all(t.startswith("##") for t in c.tokens[1:])]
+    glued = [c for c in found if is_glued_word(c.tokens)]
     assert glued, [(c.text, c.flip_rate) for c in found]
     best = max(glued, key=candidate_score)
     assert best.target_label == 1 and {"##q", "##v"} & set(best.tokens) and best.flip_rate >= 0.9, best
@@ -359,7 +359,7 @@ def test_a_trigger_word_outside_the_vocabulary_is_found_from_its_pieces(wordpiec
     assert best.part_flip_rate is None and candidate_score(best) >= 0.55, best
     without = _glued_search(planted.path, probes, continuation_top=0)
     assert not [c for c in without if "##" in "".join(c.tokens) or candidate_score(c) >= 0.4], [(c.text, c.flip_rate) for c in without]
-    natural = [c for c in _glued_search(clean.path, probes) if len(c.tokens) > 1 and c.tokens[1].startswith("##")]
+    natural = [c for c in _glued_search(clean.path, probes) if is_glued_word(c.tokens)]
     assert all(candidate_score(c) < 0.4 for c in natural), [(c.text, c.flip_rate, candidate_score(c)) for c in natural]
 
 
