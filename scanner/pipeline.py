@@ -401,8 +401,9 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         details["per_label"][labels[target]] = {"n_search": res.n_search, "n_heldout": res.n_heldout, "skipped": res.skipped,
                                                 "passes": res.passes, "neutralised": res.neutralised,
                                                 "residual_flip_rate": res.residual_flip_rate, "residual_score": res.residual_score}
-        if res.skipped:
-            run.report.not_analysed.append(f"target label {labels[target]}: {res.skipped}")
+        if res.skipped:  # a label that was not searched was not analysed: the scan is incomplete, never clean
+            run.report.not_analysed.append(f"target label {labels[target]}: not searched, {res.skipped}")
+            run.report.complete = False
         for c in res.candidates:
             c.weight_rank = run.state.get("weight_rank", {}).get(c.token_ids[0]) if len(c.token_ids) == 1 else None
             c.weight_score = _weight_score(run.report.evidence, c.token_ids)

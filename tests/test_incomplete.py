@@ -62,3 +62,20 @@ def test_ctrl_c_before_any_finding_exits_2_with_the_report(backdoored, probes, t
         assert rep.verdict == "incomplete" and rep.errors[-1].type == "interrupted" and rep.target.files
     else:
         assert "verdict: INCOMPLETE" in text and "interrupted" in text
+
+
+def test_label_not_searched_is_incomplete_not_clean(tmp_path):
+    """An untrained classifier assigns every probe to one label, so that label has no probe to flip and
+    is not searched: the scan did not cover it and must not come out clean (exit 0)."""
+    from synth import write_untrained_bert
+
+    from scanner.zoo import tiny
+
+    model = write_untrained_bert(tmp_path / "untrained")
+    probes = tiny.write_probes(tmp_path / "p.txt", n=64, seed=7)
+    res = run_cli("scan", str(model), "--probes", str(probes), "--only", "search", "--profile", "quick", "--format", "json", "-q")
+    assert res.exit_code == ExitCode.ERROR, res.stderr
+    rep = Report.from_json(res.stdout)
+    assert not rep.complete and rep.verdict == "incomplete"
+    assert any("not searched" in n for n in rep.not_analysed), rep.not_analysed
+    assert "error: scan incomplete" in res.stderr
