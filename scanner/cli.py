@@ -274,7 +274,7 @@ def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
               help="Exit 1 when the risk level reaches this.")
 @click.option("--suppress", type=_RuleCode(), multiple=True, help="Suppress findings of this rule code (repeatable); listed, not counted.")
 @click.option("--severity", "severity", type=_Override(), multiple=True, help="Override a rule's severity, CODE=LEVEL (repeatable), e.g. SC102=low.")
-@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's own).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's own).")
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
               help="Arithmetic of the searches' exact evaluations: auto uses bf16 autocast only on a CPU with native bfloat16 "
               "matmuls (faster there); fp32 takes the same search path on any CPU.")

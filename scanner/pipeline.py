@@ -71,6 +71,8 @@ class ScanOptions:
             raise BadInput(f"max_memory must be a positive number of bytes, not {self.max_memory!r}")
         if self.stage_timeout is not None and not self.stage_timeout > 0:
             raise BadInput(f"stage_timeout must be positive seconds, not {self.stage_timeout!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0):
+            raise BadInput(f"threads must be a positive number of torch threads (0 or None: torch's default), not {self.threads!r}")
         if self.profile not in PROFILES:
             raise BadInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.precision not in PRECISIONS:

@@ -95,3 +95,16 @@ def test_report_show_rejects_garbage(tmp_path):
     p = tmp_path / "x.json"
     p.write_text("{not json")
     assert_one_line_error(run_cli("report", "show", str(p)), "not a readable scanner report")
+
+
+def test_negative_threads_is_one_line_error(tmp_path):
+    """--threads -3 reached torch.set_num_threads and ended in a RuntimeError traceback (exit 1)."""
+    import pytest
+
+    from scanner import scan
+    from scanner.errors import BadInput
+
+    for n in ("-3", "0"):
+        assert_one_line_error(run_cli("scan", str(tmp_path), "--threads", n, "-q"), "--threads")
+    with pytest.raises(BadInput, match="threads"):
+        scan(str(tmp_path), threads=-3)
