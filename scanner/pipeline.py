@@ -69,6 +69,8 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.max_memory is not None and (not isinstance(self.max_memory, int) or self.max_memory <= 0):
             raise BadInput(f"max_memory must be a positive number of bytes, not {self.max_memory!r}")
+        if self.time_budget is not None and not self.time_budget > 0:  # also NaN, which every comparison rejects
+            raise BadInput(f"time_budget must be positive seconds, not {self.time_budget!r}")
         if self.stage_timeout is not None and not self.stage_timeout > 0:
             raise BadInput(f"stage_timeout must be positive seconds, not {self.stage_timeout!r}")
         if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0):

@@ -108,3 +108,10 @@ def test_negative_threads_is_one_line_error(tmp_path):
         assert_one_line_error(run_cli("scan", str(tmp_path), "--threads", n, "-q"), "--threads")
     with pytest.raises(BadInput, match="threads"):
         scan(str(tmp_path), threads=-3)
+
+
+def test_nan_time_budget_is_one_line_error(tmp_path):
+    """--time-budget nan passed click's range check; every stage then 'exceeded' a NaN deadline."""
+    res = run_cli("scan", str(tmp_path), "--time-budget", "nan", "-q")
+    assert_one_line_error(res, "time_budget")
+    assert res.stdout == ""
