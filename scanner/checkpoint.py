@@ -523,10 +523,16 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "tok
 
 def _open_tokenizer(path: str, **kw: Any) -> Any:
     """The tokenizer at ``path`` (never remote code), its pad token set to EOS/UNK when it has none.
-    Raises whatever transformers/tokenizers raise on a bad or missing tokenizer."""
+    Raises whatever transformers/tokenizers raise on a bad or missing tokenizer, and FileNotFoundError
+    for a tokenizer without a vocabulary (transformers builds one of special tokens alone when the
+    vocabulary files are missing)."""
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
+    vocab = tok.get_vocab()
+    if not set(vocab) - set(tok.all_special_tokens):
+        # transformers builds a tokenizer of special tokens alone when the vocabulary files are missing
+        raise FileNotFoundError(f"tokenizer has no vocabulary beyond its {len(vocab)} special tokens (tokenizer files missing?)")
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     return tok

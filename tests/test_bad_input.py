@@ -115,3 +115,25 @@ def test_nan_time_budget_is_one_line_error(tmp_path):
     res = run_cli("scan", str(tmp_path), "--time-budget", "nan", "-q")
     assert_one_line_error(res, "must be positive seconds")
     assert res.stdout == ""
+
+
+def test_missing_tokenizer_files_are_reported_not_an_empty_tokenizer(tmp_path):
+    """Without tokenizer files transformers builds a tokenizer of the 5 special tokens alone; the
+    search then failed with 'index 0 is out of bounds'. Now: the tokenizer is reported as not
+    loadable, the behavioural stages as not run, exit 2."""
+    from synth import write_untrained_bert
+
+    from scanner.zoo import tiny
+
+    model = write_untrained_bert(tmp_path / "m")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (model / name).unlink()
+    probes = tiny.write_probes(tmp_path / "p.txt", n=32, seed=7)
+    res = run_cli("scan", str(model), "--probes", str(probes), "--profile", "quick", "--format", "json", "-q")
+    assert res.exit_code == ExitCode.ERROR, res.stderr
+    rep = json.loads(res.stdout)
+    assert rep["verdict"] == "incomplete"
+    assert any("no vocabulary" in e["message"] for e in rep["errors"]), rep["errors"]
+    assert "trigger search and attribution: no usable tokenizer" in rep["not_analysed"]
+    # weight statistics alone need no tokenizer (tokens are shown as ids): still complete
+    assert run_cli("scan", str(model), "--only", "weights", "-q").exit_code == ExitCode.OK
