@@ -450,6 +450,10 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         )
     model.eval()
     problems: list[StageError] = []
+    bad = _non_finite(model)
+    if bad:
+        problems.append(StageError("load", "non-finite-weights", f"{name}: {bad[0]:,} weight(s) are NaN or infinite (e.g. in {bad[1]}); "
+                                   "the model's outputs are not meaningful, so its behaviour could not be analysed reliably"))
     tok = None
     try:
         tok = _open_tokenizer(path, **kw)
@@ -458,6 +462,20 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         tok = None
         problems.append(StageError("load", "tokenizer", f"{name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); analyses that need it were not run"))
     return model, tok, problems
+
+
+def _non_finite(model: Any) -> tuple[int, str] | None:
+    """(number of NaN or infinite parameter values, the first parameter holding one), or None when all are finite."""
+    import torch
+
+    count, first = 0, None
+    with torch.no_grad():
+        for pname, p in model.named_parameters():
+            if p.is_floating_point():
+                n = int(p.numel() - torch.isfinite(p).sum())
+                if n:
+                    count, first = count + n, first or pname
+    return (count, first) if count else None
 
 
 #: Config fields that multiply the number of modules transformers builds, and a bound far above any

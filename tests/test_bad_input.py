@@ -137,3 +137,25 @@ def test_missing_tokenizer_files_are_reported_not_an_empty_tokenizer(tmp_path):
     assert "trigger search and attribution: no usable tokenizer" in rep["not_analysed"]
     # weight statistics alone need no tokenizer (tokens are shown as ids): still complete
     assert run_cli("scan", str(model), "--only", "weights", "-q").exit_code == ExitCode.OK
+
+
+def test_non_finite_weights_make_the_scan_incomplete(tmp_path):
+    """A NaN or infinite weight makes every output meaningless; such a model was scanned as usual and
+    came out 'medium' or 'none' with exit 0. Now the load records the problem and the scan is incomplete."""
+    from safetensors.torch import load_file, save_file
+    from synth import write_untrained_bert
+
+    from scanner.zoo import tiny
+
+    model = write_untrained_bert(tmp_path / "m")
+    probes = tiny.write_probes(tmp_path / "p.txt", n=32, seed=7)
+    for value in (float("inf"), float("nan")):
+        sd = load_file(model / "model.safetensors")
+        sd["classifier.weight"][0, 0] = value
+        save_file(sd, model / "model.safetensors", metadata={"format": "pt"})
+        res = run_cli("scan", str(model), "--probes", str(probes), "--only", "search", "--profile", "quick", "--format", "json", "-q")
+        assert res.exit_code == ExitCode.ERROR, res.stderr
+        rep = json.loads(res.stdout)
+        assert rep["verdict"] == "incomplete"
+        assert any(e["type"] == "non-finite-weights" and "1 weight(s) are NaN or infinite (e.g. in classifier.weight)" in e["message"]
+                   for e in rep["errors"]), rep["errors"]
