@@ -461,6 +461,15 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         _reraise_control(exc)
         tok = None
         problems.append(StageError("load", "tokenizer", f"{name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); analyses that need it were not run"))
+    # Ordinary (not added) tokens beyond the embedding make any text fail; added tokens past the end are
+    # tolerated (the search leaves them out), as some released checkpoints have them.
+    rows = int(model.get_input_embeddings().weight.shape[0])
+    added = set(tok.get_added_vocab()) if tok is not None else set()
+    top = max((i for t, i in tok.get_vocab().items() if t not in added), default=-1) if tok is not None else -1
+    if top >= rows:
+        tok = None
+        problems.append(StageError("load", "tokenizer", f"{name}: the tokenizer has token ids up to {top} but the embedding has only {rows} rows "
+                                   "(tokenizer and model do not match); analyses that need the tokenizer were not run"))
     return model, tok, problems
 
 

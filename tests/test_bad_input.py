@@ -159,3 +159,24 @@ def test_non_finite_weights_make_the_scan_incomplete(tmp_path):
         assert rep["verdict"] == "incomplete"
         assert any(e["type"] == "non-finite-weights" and "1 weight(s) are NaN or infinite (e.g. in classifier.weight)" in e["message"]
                    for e in rep["errors"]), rep["errors"]
+
+
+def test_tokenizer_larger_than_the_embedding_is_reported(tmp_path):
+    """A tokenizer whose ordinary token ids run past the embedding matrix (model and tokenizer from
+    different checkpoints): the search failed with 'index out of range in self'. Now the tokenizer is
+    reported as not matching the model and the behavioural stages as not run."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from scanner.zoo import tiny
+
+    path = tmp_path / "m"
+    cfg = BertConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=64, num_labels=2, pad_token_id=0)
+    BertForSequenceClassification(cfg).save_pretrained(path, safe_serialization=True)
+    tiny.make_tokenizer().save_pretrained(path)
+    probes = tiny.write_probes(tmp_path / "p.txt", n=32, seed=7)
+    res = run_cli("scan", str(path), "--probes", str(probes), "--profile", "quick", "--format", "json", "-q")
+    assert res.exit_code == ExitCode.ERROR, res.stderr
+    rep = json.loads(res.stdout)
+    assert any("the embedding has only 20 rows" in e["message"] for e in rep["errors"]), rep["errors"]
+    assert "trigger search and attribution: no usable tokenizer" in rep["not_analysed"]
