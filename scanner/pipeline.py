@@ -138,7 +138,7 @@ def scan(target: str, options: ScanOptions | None = None, progress: Progress | N
     Raises:
         ScannerError: the target cannot be resolved or loaded (nothing to analyse); use
             :func:`scan_to_report` to get an incomplete report instead.
-        BadInput: an invalid option.
+        BadInput: an invalid option or an unusable ``probes`` file (checked before anything is loaded).
     """
     report, error = _scan(target, options, progress, None, kwargs)
     if error is not None:
@@ -161,7 +161,7 @@ def scan_to_report(target: str, options: ScanOptions | None = None, progress: Pr
         incomplete), or None.
 
     Raises:
-        BadInput: an invalid option (nothing was scanned).
+        BadInput: an invalid option or an unusable ``probes`` file (nothing was scanned).
     """
     return _scan(target, options, progress, on_hang, kwargs)
 
@@ -174,6 +174,8 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
             raise BadInput(f"unknown scan option {k!r}")
         setattr(opts, k, v)
     opts.__post_init__()
+    if opts.probes and set(opts.only or STAGES) & {"search", "attribution"}:
+        load_probes(opts.probes)  # a bad probe file is bad input: refused before anything is loaded, not a stage error later
     progress = progress or (lambda stage, msg: None)
     report = Report(
         target=TargetInfo(spec=target, kind="unknown", path=""),

@@ -180,3 +180,25 @@ def test_tokenizer_larger_than_the_embedding_is_reported(tmp_path):
     rep = json.loads(res.stdout)
     assert any("the embedding has only 20 rows" in e["message"] for e in rep["errors"]), rep["errors"]
     assert "trigger search and attribution: no usable tokenizer" in rep["not_analysed"]
+
+
+def test_bad_probe_file_is_refused_before_loading(tmp_path, monkeypatch):
+    """A missing, empty or binary --probes file was read only by the search stage, after loading the
+    model and running the weight statistics, and came out as 'scan incomplete' with a report. It is bad
+    input: one error line, exit 2, no report, and nothing loaded."""
+    import scanner.pipeline as pl
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+
+    def never(*_a, **_k):
+        raise AssertionError("the model was loaded although the probe file is unusable")
+
+    monkeypatch.setattr(pl, "load_checkpoint", never)
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 4)
+    for name, fragment in (("missing.txt", "cannot read"), ("empty.txt", "at least 16"), ("bin.txt", "cannot read")):
+        out = tmp_path / "r.json"
+        res = run_cli("scan", str(model), "--probes", str(tmp_path / name), "-q", "-o", str(out))
+        assert_one_line_error(res, fragment)
+        assert not out.exists() and res.stdout == ""
