@@ -63,11 +63,16 @@ def resolve(spec: str, *, revision: str | None = None, offline: bool = False) ->
         offline: use only the local hub cache (also on when ``HF_HUB_OFFLINE=1``).
 
     Raises:
-        TargetNotFound: the path does not exist, holds no checkpoint, or the hub ID/revision cannot be
-            resolved (not cached in offline mode, unknown repository, network failure).
+        TargetNotFound: ``spec`` is empty, the path does not exist or holds no checkpoint, a revision is
+            given for a local path, or the hub ID/revision cannot be resolved (not cached in offline
+            mode, unknown repository, network failure).
     """
+    if not spec.strip():
+        raise TargetNotFound("empty target; give a hub model ID org/name[@revision], a model folder or a .gguf file")
     path = Path(spec).expanduser()
     if path.exists():
+        if revision:  # a local path has no revisions: scanning it anyway would claim a revision that was never read
+            raise TargetNotFound(f"{spec}: is a local path; --revision {revision} applies only to hub model IDs")
         return _resolve_local(spec, path)
     m = _HUB_ID.match(spec)
     if m and not spec.startswith((".", "/", "~")):

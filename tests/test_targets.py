@@ -79,3 +79,19 @@ def test_lora_adapter_merges_onto_base_and_is_analysed(clean, probes, tmp_path):
 def test_local_folder_and_tiny_llama_weights_only(tiny_llama):
     rep = scan(str(tiny_llama), only=("weights",))
     assert rep.model.task == "causal-lm" and rep.model.parameters > 0 and rep.complete
+
+
+def test_revision_of_a_local_path_and_an_empty_target_are_bad_input(tmp_path, monkeypatch):
+    """``--revision`` with a local folder was silently ignored (the folder was scanned as if it were that
+    revision); an empty TARGET scanned the working directory. Both: one error line, exit 2, no report."""
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    res = run_cli("scan", str(model), "--revision", "v1", "--only", "weights", "-q", "--format", "json")
+    assert_one_line_error(res, "applies only to hub model ids")
+    assert res.stdout == ""
+    monkeypatch.chdir(model)  # the working directory is a model: '' must not mean '.'
+    for spec in ("", "  "):
+        res = run_cli("scan", spec, "--only", "weights", "-q", "--format", "json")
+        assert_one_line_error(res, "empty target")
+        assert res.stdout == ""
