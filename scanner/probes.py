@@ -3,9 +3,9 @@
 The default classifier probe set is 400 SST-2 sentences (200 per polarity) shipped as package data
 (``scanner/data/probes_sst2.tsv``; Socher et al. 2013), plus 200 AG News headlines for models with more
 than two labels (``probes_agnews.tsv``); see ``scanner/data/ATTRIBUTION.md``.
-``--probes FILE`` replaces it: one text per line (``.txt``), the first column of a ``.tsv``/``.csv``
-(a header line is skipped when it says ``sentence``/``text``), or a ``.jsonl`` field named ``text``,
-``sentence``, ``prompt`` or ``instruction``.
+``--probes FILE`` replaces it: one text per line (``.txt``), the column of a ``.tsv``/``.csv`` whose header
+says ``text``/``sentence``/``prompt``/``instruction``, else its first column (a column of numbers is
+refused), or a ``.jsonl`` field named ``text``, ``sentence``, ``prompt`` or ``instruction``.
 """
 from __future__ import annotations
 
@@ -74,7 +74,8 @@ def load_probes(path: str | Path) -> ProbeSet:
     """Read a probe file (see module docstring).
 
     Raises:
-        BadInput: missing or unreadable file, unknown format, or fewer than 16 non-empty texts.
+        BadInput: missing or unreadable file, unknown format, a table whose text column holds numbers,
+            or fewer than 16 non-empty texts.
     """
     p = Path(path)
     try:
@@ -97,6 +98,9 @@ def load_probes(path: str | Path) -> ProbeSet:
             texts.append(text)
     elif suffix in {".tsv", ".csv"}:
         texts = _parse_table(raw, "\t" if suffix == ".tsv" else ",")
+        if texts and all(_is_number(t) for t in texts[1:] or texts):  # [1:]: an unrecognised header line
+            raise BadInput(f"--probes {path}: the text column holds numbers (ids or labels?); put the texts in the first "
+                           f"column or name their column {', '.join(_TEXT_KEYS)}")
     else:
         texts = [line.strip() for line in raw.splitlines() if line.strip()]
     texts = [t.strip() for t in texts if t and t.strip()]
@@ -106,7 +110,21 @@ def load_probes(path: str | Path) -> ProbeSet:
 
 
 def _parse_table(text: str, delimiter: str) -> list[str]:
+    """The texts of a table: the column whose header says ``text``/``sentence``/``prompt``/``instruction``
+    (any position; the header line is skipped), else the first column."""
     rows = list(csv.reader(io.StringIO(text), delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL))
-    if rows and rows[0] and rows[0][0].strip().lower() in _TEXT_KEYS:
-        rows = rows[1:]
-    return [r[0] for r in rows if r and r[0].strip()]
+    col = 0
+    if rows and rows[0]:
+        header = [c.strip().lower() for c in rows[0]]
+        named = next((header.index(k) for k in _TEXT_KEYS if k in header), None)
+        if named is not None:
+            col, rows = named, rows[1:]
+    return [r[col] for r in rows if len(r) > col and r[col].strip()]
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -44,3 +44,20 @@ def test_jsonl_without_a_text_field_is_bad_input(tmp_path):
     path.write_text("\n".join(json.dumps({"body": "x"}) for _ in range(20)))
     with pytest.raises(BadInput, match="none of the fields"):
         load_probes(path)
+
+
+def test_table_text_column_is_found_by_its_header_and_numbers_are_refused(tmp_path):
+    """A CSV headed 'label,text' gave its labels ('0', '1', ...) as the probe texts, and one without a
+    text column ('id,label') its ids: both scanned silently with numbers as inputs."""
+    texts = [f"probe sentence number {i}" for i in range(20)]
+    named = tmp_path / "named.csv"
+    named.write_text("label,text\n" + "\n".join(f"{i % 2},{t}" for i, t in enumerate(texts)))
+    assert load_probes(named).texts == texts
+    tsv = tmp_path / "named.tsv"
+    tsv.write_text("id\tlabel\tSentence\n" + "\n".join(f"{i}\t1\t{t}" for i, t in enumerate(texts)))
+    assert load_probes(tsv).texts == texts
+    for header in ("id,label\n", ""):
+        ids = tmp_path / "ids.csv"
+        ids.write_text(header + "\n".join(f"{i},{i % 2}" for i in range(40)))
+        with pytest.raises(BadInput, match="holds numbers"):
+            load_probes(ids)
