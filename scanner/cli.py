@@ -190,6 +190,16 @@ def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> 
         click.echo(formats_out.render(report, concrete, root=Path.cwd()), nl=False)
 
 
+def _check_output(output: str) -> None:
+    """Fail (one line, exit 2) before any work when ``--output`` cannot be written: its folder is
+    missing, is not a folder, or is not writable (a scan may run for an hour before writing)."""
+    parent = Path(output).parent
+    if not parent.is_dir():
+        _fail(f"cannot write the report to {output}: {parent} is not an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        _fail(f"cannot write the report to {output}: folder {parent} is not writable")
+
+
 def _load_report(path: str) -> Report:
     """Read and schema-check a saved JSON report; one-line error and exit 2 when it is not one."""
     from . import schema
@@ -296,6 +306,8 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
     from .policy import apply_policy
     from .resources import parse_size
 
+    if output:
+        _check_output(output)
     progress = _Progress(quiet)
     gate = RiskLevel(fail_on)
 

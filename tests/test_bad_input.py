@@ -202,3 +202,16 @@ def test_bad_probe_file_is_refused_before_loading(tmp_path, monkeypatch):
         res = run_cli("scan", str(model), "--probes", str(tmp_path / name), "-q", "-o", str(out))
         assert_one_line_error(res, fragment)
         assert not out.exists() and res.stdout == ""
+
+
+def test_unwritable_output_is_refused_before_scanning(tmp_path, monkeypatch):
+    """-o into a folder that does not exist (or a file as folder) failed only after the whole scan had run."""
+    import scanner.pipeline as pl
+
+    def never(*_a, **_k):
+        raise AssertionError("scanned although the report cannot be written")
+
+    monkeypatch.setattr(pl, "scan_to_report", never)
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "no" / "such" / "r.json", tmp_path / "file" / "r.json"):
+        assert_one_line_error(run_cli("scan", str(tmp_path), "-q", "-o", str(out)), "is not an existing folder")
