@@ -512,10 +512,17 @@ def _check_module_counts(config: Any, name: str) -> None:
             raise CorruptCheckpoint(f"{name}: config {key}={str(value)[:40]} is not an integer in 0..{bound}; refusing to build the model")
 
 
+#: Words of transformers' errors for a model type or class it does not know (its code would have to come
+#: from the checkpoint); other ValueErrors are configs that contradict themselves.
+_UNKNOWN_MODEL_HINTS = ("model type", "model_type", "unrecognized", "does not recognize", "custom code", "auto_map")
+
+
 def _load_error(name: str, exc: BaseException) -> ScannerError:
     msg = _first_line(exc) or type(exc).__name__
-    if isinstance(exc, (ValueError, KeyError)):
+    if isinstance(exc, KeyError) or (isinstance(exc, ValueError) and any(h in msg.lower() for h in _UNKNOWN_MODEL_HINTS)):
         return UnsupportedModel(f"{name}: transformers cannot load this model without remote code ({msg})")
+    if isinstance(exc, ValueError):
+        return CorruptCheckpoint(f"{name}: invalid model configuration ({msg})")
     if isinstance(exc, OSError):
         return CorruptCheckpoint(f"{name}: could not load ({msg})")
     if isinstance(exc, MemoryError):

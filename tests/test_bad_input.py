@@ -215,3 +215,17 @@ def test_unwritable_output_is_refused_before_scanning(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     for out in (tmp_path / "no" / "such" / "r.json", tmp_path / "file" / "r.json"):
         assert_one_line_error(run_cli("scan", str(tmp_path), "-q", "-o", str(out)), "is not an existing folder")
+
+
+def test_contradictory_config_is_not_called_remote_code(tmp_path):
+    """A config transformers rejects (hidden size not a multiple of the heads) was reported as
+    'cannot load this model without remote code', which sends the user looking for custom code."""
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["num_attention_heads"] = 3  # hidden 16
+    (model / "config.json").write_text(json.dumps(cfg))
+    res = run_cli("scan", str(model), "-q")
+    assert_one_line_error(res, "invalid model configuration")
+    assert "remote code" not in res.stderr
