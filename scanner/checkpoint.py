@@ -635,6 +635,8 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
         base_spec = base or acfg.get("base_model_name_or_path")
         if not base_spec or not isinstance(base_spec, str):
             raise TargetNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
+        if not insp.has_safetensors and not any(f.code == rules.PICKLE_FILE.code for f in ck.findings):
+            raise CorruptCheckpoint(f"{folder.name}: no adapter weights (adapter_model.safetensors) found")
         if not insp.has_safetensors and not allow_pickle:
             raise UnsafeCheckpoint(f"{folder.name}: adapter weights are not safetensors; refusing to unpickle (--allow-pickle)")
         base_target = resolve(base_spec, offline=offline)

@@ -95,3 +95,19 @@ def test_revision_of_a_local_path_and_an_empty_target_are_bad_input(tmp_path, mo
         res = run_cli("scan", spec, "--only", "weights", "-q", "--format", "json")
         assert_one_line_error(res, "empty target")
         assert res.stdout == ""
+
+
+def test_adapter_without_weights_says_so(tmp_path):
+    """An adapter folder with adapter_config.json but no weight file at all was refused as 'adapter
+    weights are not safetensors; refusing to unpickle', which points at a pickle that is not there."""
+    from synth import write_untrained_bert
+
+    base = write_untrained_bert(tmp_path / "base")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(
+        '{"peft_type": "LORA", "task_type": "SEQ_CLS", "r": 4, "target_modules": ["query"], "base_model_name_or_path": "%s"}' % base)
+    for extra in ((), ("--allow-pickle",)):
+        res = run_cli("scan", str(adapter), "-q", *extra)
+        assert_one_line_error(res, "no adapter weights")
+        assert "unpickle" not in res.stderr
