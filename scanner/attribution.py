@@ -53,6 +53,9 @@ class TriggerAttribution:
         self.internal_batch_size = internal_batch_size
         self.budget = budget or Budget()
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Texts are cut to 128 tokens, or fewer when the model has fewer positions (2 kept for RoBERTa's offset).
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.max_length = min(128, positions - 2) if isinstance(positions, int) and positions > 2 else 128
         self.lig = LayerIntegratedGradients(self._forward, model.get_input_embeddings())
 
     def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target: int) -> torch.Tensor:
@@ -66,7 +69,7 @@ class TriggerAttribution:
         Raises:
             ValueError: no text contains the trigger tokens.
         """
-        enc = self.tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         ids, mask = enc["input_ids"], enc["attention_mask"]
         special = torch.tensor([[int(t) in set(self.tok.all_special_ids) for t in row] for row in ids.tolist()])
         content = mask.bool() & ~special

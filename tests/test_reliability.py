@@ -446,3 +446,19 @@ def test_watchdog_in_worker_thread_never_signals_main_thread():
     t.start()
     t.join(20)
     assert seen[0] == "stopped"
+
+
+def test_attribution_of_long_probes_fits_the_model_positions(model):
+    """Attribution cut texts to 128 tokens whatever the model: on a model with 64 positions a long probe
+    made the stage fail ('The expanded size of the tensor (128) must match the existing size (64)')."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.attribution import TriggerAttribution
+
+    tok = AutoTokenizer.from_pretrained(str(model))
+    net = AutoModelForSequenceClassification.from_pretrained(str(model)).eval()
+    assert net.config.max_position_embeddings == 64
+    trigger = tok.convert_tokens_to_ids("tq")
+    texts = ["tq " + "good film " * 80] * 2  # about 160 tokens
+    res = TriggerAttribution(net, tok, n_steps=2).attribute(texts, [trigger], 1, n_heatmaps=0)
+    assert 0.0 <= res.share <= 1.0
