@@ -219,6 +219,8 @@ def _load_report(path: str) -> Report:
         _fail(f"{path}: not a readable scanner report (not valid JSON: {exc.msg} at line {exc.lineno})")
     except (OSError, UnicodeDecodeError) as exc:
         _fail(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+    except RecursionError:
+        _fail(f"{path}: not a readable scanner report (JSON nested too deeply)")
     except (ValueError, KeyError, TypeError) as exc:
         _fail(f"{path}: not a readable scanner report ({exc})")
 

@@ -229,3 +229,11 @@ def test_contradictory_config_is_not_called_remote_code(tmp_path):
     res = run_cli("scan", str(model), "-q")
     assert_one_line_error(res, "invalid model configuration")
     assert "remote code" not in res.stderr
+
+
+def test_report_show_rejects_deeply_nested_json(tmp_path):
+    """A JSON file of 100,000 nested arrays ended `scanner report show` (and diff) in a RecursionError traceback."""
+    p = tmp_path / "deep.json"
+    p.write_text("[" * 100_000)
+    assert_one_line_error(run_cli("report", "show", str(p)), "nested too deeply")
+    assert_one_line_error(run_cli("report", "diff", str(p), str(p)), "nested too deeply")
