@@ -90,7 +90,7 @@ def load_probes(path: str | Path) -> ProbeSet:
                 continue
             try:
                 obj = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested too deeply to parse
                 raise BadInput(f"--probes {path}: line {n} is not JSON") from None
             text = next((obj[k] for k in _TEXT_KEYS if isinstance(obj, dict) and isinstance(obj.get(k), str)), None)
             if text is None:

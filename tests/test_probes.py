@@ -61,3 +61,12 @@ def test_table_text_column_is_found_by_its_header_and_numbers_are_refused(tmp_pa
         ids.write_text(header + "\n".join(f"{i},{i % 2}" for i in range(40)))
         with pytest.raises(BadInput, match="holds numbers"):
             load_probes(ids)
+
+
+def test_deeply_nested_jsonl_line_is_bad_input(tmp_path):
+    """json.loads raises RecursionError (not ValueError) on 100,000 nested arrays: a traceback from
+    `scanner scan --probes` once probe files were checked before the scan."""
+    path = tmp_path / "deep.jsonl"
+    path.write_text("[" * 100_000 + "\n")
+    with pytest.raises(BadInput, match="line 1 is not JSON"):
+        load_probes(path)
