@@ -255,6 +255,13 @@ def read_targets(path: str | Path) -> list[BatchTarget]:
 
 def _json_targets(path: str | Path, text: str) -> list[tuple[str, int]]:
     try:
+        return _json_entries(path, text)
+    except RecursionError:
+        raise BadInput(f"{path}: the target list's JSON is nested too deeply") from None
+
+
+def _json_entries(path: str | Path, text: str) -> list[tuple[str, int]]:
+    try:
         data = json.loads(text)
         items = data if isinstance(data, list) else [data]
     except json.JSONDecodeError:

@@ -264,3 +264,10 @@ def test_ctrl_c_stops_the_batch_and_keeps_what_finished(backdoored, clean, probe
     assert any(t["status"] == "failed" and "interrupted" in t["error"] for t in s["targets"])
     psutil.wait_procs(kids, timeout=10)
     assert not [k for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]  # no orphaned worker
+
+
+def test_deeply_nested_json_list_is_one_line_error(tmp_path):
+    """A target list of 100,000 nested arrays ended `scanner scan-many` in a RecursionError traceback."""
+    lst = tmp_path / "deep.json"
+    lst.write_text("[" * 100_000)
+    assert_one_line_error(run_cli("scan-many", str(lst), "-d", str(tmp_path / "out"), "-q"), "nested too deeply")
