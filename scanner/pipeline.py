@@ -175,7 +175,12 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
         setattr(opts, k, v)
     opts.__post_init__()
     if opts.probes and set(opts.only or STAGES) & {"search", "attribution"}:
-        load_probes(opts.probes)  # a bad probe file is bad input: refused before anything is loaded, not a stage error later
+        try:  # a bad probe file is bad input: refused before anything is loaded, not a stage error later
+            load_probes(opts.probes)
+        except ScannerError:
+            raise
+        except Exception as exc:  # outside any stage: never a traceback
+            raise BadInput(f"--probes {opts.probes}: cannot be read as probes ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})") from None
     progress = progress or (lambda stage, msg: None)
     report = Report(
         target=TargetInfo(spec=target, kind="unknown", path=""),

@@ -97,7 +97,10 @@ def load_probes(path: str | Path) -> ProbeSet:
                 raise BadInput(f"--probes {path}: line {n} has none of the fields {', '.join(_TEXT_KEYS)}")
             texts.append(text)
     elif suffix in {".tsv", ".csv"}:
-        texts = _parse_table(raw, "\t" if suffix == ".tsv" else ",")
+        try:
+            texts = _parse_table(raw, "\t" if suffix == ".tsv" else ",")
+        except csv.Error as exc:  # e.g. a field over the csv module's 131,072-character limit
+            raise BadInput(f"--probes {path}: not a readable {suffix[1:]} table ({exc})") from None
         if texts and all(_is_number(t) for t in texts[1:] or texts):  # [1:]: an unrecognised header line
             raise BadInput(f"--probes {path}: the text column holds numbers (ids or labels?); put the texts in the first "
                            f"column or name their column {', '.join(_TEXT_KEYS)}")

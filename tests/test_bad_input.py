@@ -237,3 +237,18 @@ def test_report_show_rejects_deeply_nested_json(tmp_path):
     p.write_text("[" * 100_000)
     assert_one_line_error(run_cli("report", "show", str(p)), "nested too deeply")
     assert_one_line_error(run_cli("report", "diff", str(p), str(p)), "nested too deeply")
+
+
+def test_unexpected_probe_reader_error_is_one_line(tmp_path, monkeypatch):
+    """The probe file is read before any stage (outside the stages' error handling): whatever the
+    reader raises must still be one error line, never a traceback."""
+    import scanner.pipeline as pl
+    from synth import write_untrained_bert
+
+    def broken(path):
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setattr(pl, "load_probes", broken)
+    model = write_untrained_bert(tmp_path / "m")
+    (tmp_path / "p.txt").write_text("x\n")
+    assert_one_line_error(run_cli("scan", str(model), "--probes", str(tmp_path / "p.txt"), "-q"), "cannot be read as probes")

@@ -70,3 +70,13 @@ def test_deeply_nested_jsonl_line_is_bad_input(tmp_path):
     path.write_text("[" * 100_000 + "\n")
     with pytest.raises(BadInput, match="line 1 is not JSON"):
         load_probes(path)
+
+
+def test_table_over_the_csv_field_limit_is_bad_input(tmp_path):
+    """A field over the csv module's 131,072-character limit raised csv.Error through load_probes: a
+    traceback from `scanner scan --probes`."""
+    for suffix in (".csv", ".tsv"):
+        path = tmp_path / f"big{suffix}"
+        path.write_text("text\n" + "a" * 200_000 + "\n" + "\n".join(f"sentence {i}" for i in range(20)))
+        with pytest.raises(BadInput, match="not a readable"):
+            load_probes(path)
