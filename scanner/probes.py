@@ -74,10 +74,12 @@ def load_probes(path: str | Path) -> ProbeSet:
     """Read a probe file (see module docstring).
 
     Raises:
-        BadInput: missing or unreadable file, unknown format, a table whose text column holds numbers,
+        BadInput: missing, unreadable or not a regular file, unknown format, a table whose text column holds numbers,
             or fewer than 16 non-empty texts.
     """
     p = Path(path)
+    if p.exists() and not p.is_file():  # a FIFO or device would block or never end
+        raise BadInput(f"--probes {path}: not a regular file")
     try:
         raw = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

@@ -80,3 +80,13 @@ def test_table_over_the_csv_field_limit_is_bad_input(tmp_path):
         path.write_text("text\n" + "a" * 200_000 + "\n" + "\n".join(f"sentence {i}" for i in range(20)))
         with pytest.raises(BadInput, match="not a readable"):
             load_probes(path)
+
+
+def test_fifo_probe_file_is_refused_not_read(tmp_path):
+    """A FIFO given as --probes blocked the scan forever (read before any stage's watchdog)."""
+    import os
+
+    fifo = tmp_path / "p.txt"
+    os.mkfifo(fifo)
+    with pytest.raises(BadInput, match="not a regular file"):
+        load_probes(fifo)
