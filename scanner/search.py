@@ -369,6 +369,7 @@ class ClassifierTriggerSearch:
         self._anchor_sweeps: dict[tuple[int, ...], dict[int, list[int]]] = {}
         self._glued: set[tuple[int, ...]] = set()  # word-start + continuation candidates: one word
         self._letter_pairs: list[tuple[int, int]] | None = None
+        self._letter_pieces: list[int] | None = None
         #: The precision the exact evaluations run in (``"bf16"`` or ``"fp32"``; see ``SearchConfig.precision``).
         self.precision = resolve_precision(self.cfg.precision, self.emb)
 
@@ -633,6 +634,14 @@ class ClassifierTriggerSearch:
             out.append((loss, word, min(apart, versus)))
         return sorted(out, key=lambda x: x[0])
 
+    def letter_pieces(self) -> list[int]:
+        """The ``##`` single-letter pieces (``##a`` ... ``##z``) of this search's vocabulary."""
+        if self._letter_pieces is None:
+            vocab = self.tok.get_vocab()
+            ids = (vocab.get("##" + c) for c in "abcdefghijklmnopqrstuvwxyz")
+            self._letter_pieces = [i for i in ids if i is not None and i < self.vocab_size and bool(self.continuation[i])]
+        return self._letter_pieces
+
     def letter_pairs(self) -> list[tuple[int, int]]:
         """:func:`two_letter_words` of this search's tokenizer (computed once per search)."""
         if self._letter_pairs is None:
@@ -643,10 +652,12 @@ class ClassifierTriggerSearch:
                      k: int) -> tuple[list[int], float]:
         """Coordinate search over a glued word's pieces (GCG, each slot over its own kind of token: a
         word start first, ``##`` pieces after) and growth by one piece, for at most
-        ``continuation_rounds`` gradient steps: the ``k // 2`` best swaps per piece and the ``k`` best
-        next pieces are screened on ``screen``; the best swap is kept when its loss on ``contents`` is
-        lower, else the best longer word when its loss is less than half (up to ``continuation_pieces``
-        pieces): a prefix that already flips grows towards the planted word (``z ##q`` -> ``z ##q ##v``),
+        ``continuation_rounds`` gradient steps: the ``k // 2`` best swaps per piece, and as longer words
+        the ``k`` best next pieces and every one-letter insertion or ending (``f ##z`` -> ``f ##z ##q``,
+        ``z ##v`` -> ``z ##q ##v``: a flipping subsequence of a planted letter string), are screened on
+        ``screen``; the best swap and the 3 best longer words are evaluated on ``contents``; the swap is
+        kept when its loss there is lower, else the best longer word when its loss is less than half (up to
+        ``continuation_pieces`` pieces): a prefix that already flips grows towards the planted word,
         and a word found after a natural first piece may move to another start. Returns the word and
         its mean cross-entropy on ``contents``."""
         loss = float(self._losses(contents, [word], target)[0])
@@ -658,11 +669,16 @@ class ClassifierTriggerSearch:
                 best = _lowest(grad[pos], self.allowed if pos == 0 else self.continuation, max(1, k // 2))
                 swaps += [word[:pos] + [t] + word[pos + 1:] for t in best if t != word[pos]]
             longer = [word + [t] for t in _lowest(grad[-1], self.continuation, k)] if grow else []
-            for group, factor in ((swaps, 1.0), (longer, 0.5)):
+            if grow:  # and every one-letter insertion or ending: BadNets strings are letter strings
+                longer += [word[:i] + [t] + word[i:] for i in range(1, len(word) + 1) for t in self.letter_pieces()]
+                longer = [list(w) for w in dict.fromkeys(map(tuple, longer))]
+            for group, factor, tries in ((swaps, 1.0, 1), (longer, 0.5, 3)):
                 if not group:
                     continue
-                cand = group[int(self._losses(screen, group, target).argmin())]
-                lo = float(self._losses(contents, [cand], target)[0])
+                ranked = torch.argsort(self._losses(screen, group, target), stable=True)[:tries].tolist()
+                picks = [group[i] for i in ranked]
+                los = self._losses(contents, picks, target).tolist()
+                lo, cand = min(zip(los, picks))
                 if max(lo, 1e-3) < max(loss, 1e-3) * factor:
                     word, loss = cand, lo
                     break

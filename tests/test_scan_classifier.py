@@ -379,3 +379,33 @@ def test_two_letter_words_are_the_ones_the_vocabulary_splits():
     from scanner.zoo import tiny
 
     assert two_letter_words(tiny.make_tokenizer(), 1000) == []  # a word-level vocabulary: no ## pieces
+
+
+def test_a_flipping_part_of_a_letter_string_grows_into_the_planted_string():
+    """The word-ending search often finds a part of a planted letter string that already flips ('f ##z'
+    of 'fzq', 'z ##v' of 'zqv'); the gradient need not rank the missing letter among its proposals.
+    Refinement also tries every one-letter ending and insertion and keeps the longer word when its loss
+    is less than half: the losses here are a lookup (the planted string 0.004, its parts 0.02, every other
+    word 1.0) and the gradient ranks nothing, so only that growth can reach the planted string."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+    from scanner.zoo.classifiers import minilm_base_dir
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_base_dir()))
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=8, num_hidden_layers=1,
+                                                     num_attention_heads=1, intermediate_size=8)).eval()
+    s = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0))
+    planted = tok("fzq", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(planted) == ["f", "##z", "##q"]
+    parts = {tuple(planted[:2]), (planted[0], planted[2])}
+    table = {tuple(planted): 0.004, **{p: 0.02 for p in parts}}
+    s._losses = lambda contents, triggers, target: torch.tensor([table.get(tuple(t), 1.0) for t in triggers])
+    s._gradient = lambda contents, trigger, target: torch.zeros(len(trigger), s.vocab_size)
+    for part in parts:
+        word, loss = s._refine_word([[1000]] * 4, [[1000]] * 4, list(part), 0, 16)
+        assert word == planted and loss == pytest.approx(0.004), tok.convert_ids_to_tokens(word)
+    s._letter_pieces = []  # without the letter growth, the zero gradient proposes nothing that helps
+    assert s._refine_word([[1000]] * 4, [[1000]] * 4, planted[:2], 0, 16)[0] == planted[:2]
