@@ -120,9 +120,13 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         only: restrict the inspection to these file names (a GGUF target inspects only its file).
     """
     insp = FolderInspection()
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and ".cache" not in p.relative_to(folder).parts)
+    entries = [p for p in folder.rglob("*") if ".cache" not in p.relative_to(folder).parts]
     if only is not None:
-        paths = [p for p in paths if p.name in only]
+        entries = [p for p in entries if p.name in only]
+    paths = sorted(p for p in entries if p.is_file())
+    # A FIFO, device, socket or dangling link is never read (it could block or never end): listed, not skipped.
+    insp.not_analysed += [f"{p.relative_to(folder)}: not a regular file (FIFO, device, socket or broken link); not read"
+                          for p in sorted(entries) if not p.is_file() and not p.is_dir()]
     index_names = sorted(str(p.relative_to(folder)) for p in paths if p.name.endswith(".safetensors.index.json"))
     loading_index = next((n for n in ("model.safetensors.index.json", "adapter_model.safetensors.index.json") if n in index_names),
                          index_names[0] if len(index_names) == 1 else None)
@@ -424,6 +428,8 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=False, local_files_only=True, **kw)
         _check_module_counts(config, name)
+        if task == TASK_CLASSIFICATION and getattr(config, "num_labels", 1) < 1:
+            raise CorruptCheckpoint(f"{name}: config has no labels (num_labels=0, empty id2label); a sequence classifier needs at least one")
         with torch.device("meta"):
             skeleton = cls.from_config(config, trust_remote_code=False)
         implied = int(sum(p.numel() for p in skeleton.parameters()))

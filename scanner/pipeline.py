@@ -230,6 +230,8 @@ def _record_load_failure(report: Report, exc: ScannerError) -> None:
         report.target.files, report.findings, report.model = list(ck.files), list(ck.findings), ck.facts
         report.errors.extend(ck.errors)
         report.not_analysed.extend(ck.not_analysed)
+    # A problem the inspection found first (a corrupt weight file) is what stopped loading: listed once, as the load error.
+    report.errors[:] = [e for e in report.errors if e.message != str(exc)]
     report.errors.append(StageError("load", type(exc).__name__, str(exc)))
     report.not_analysed.append("model: not loaded, so no analysis ran")
     report.complete = False
@@ -248,6 +250,9 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     run.progress("load", f"resolving {spec}")
     resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
     report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
+    if opts.base and resolved.kind != "adapter":  # silently unused, it would hide that no base comparison ran
+        raise BadInput(f"--base {opts.base}: {spec} is not a LoRA adapter (--base names an adapter's base model; "
+                       "--reference compares a full model with its base)")
     run.progress("load", f"loading {resolved.path}")
     wanted = set(opts.only or STAGES)
     try:

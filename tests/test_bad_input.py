@@ -252,3 +252,25 @@ def test_unexpected_probe_reader_error_is_one_line(tmp_path, monkeypatch):
     model = write_untrained_bert(tmp_path / "m")
     (tmp_path / "p.txt").write_text("x\n")
     assert_one_line_error(run_cli("scan", str(model), "--probes", str(tmp_path / "p.txt"), "-q"), "cannot be read as probes")
+
+
+def test_base_for_a_full_model_is_bad_input(clean, tmp_path):
+    """--base names a LoRA adapter's base; given for a full model it was silently unused (exit 0, as if
+    the model had been compared with that base). It is bad input now, pointing at --reference."""
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(clean.path), "--base", str(clean.path), "--only", "weights", "-q", "-o", str(out))
+    assert_one_line_error(res, "--reference")
+
+
+def test_classifier_without_labels_is_a_corrupt_config(clean, tmp_path):
+    """A classifier config with no labels (empty id2label) failed deep in transformers with a message about
+    ignore_mismatched_sizes; it is refused by name now (one line, exit 2)."""
+    bad = tmp_path / "nolabels"
+    shutil.copytree(clean.path, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg.update(id2label={}, label2id={})
+    cfg.pop("num_labels", None)
+    (bad / "config.json").write_text(json.dumps(cfg))
+    res = run_cli("scan", str(bad), "-q")
+    assert_one_line_error(res, "no labels")
+    assert "ignore_mismatched_sizes" not in res.stderr

@@ -148,6 +148,18 @@ def test_safetensors_skipped_is_never_clean(model):
     assert len(error_lines(res)) == 1
 
 
+def test_special_files_in_the_folder_are_listed_not_skipped(model):
+    """A FIFO and a link to a device in the model folder were skipped without a word (complete, exit 0);
+    they are never read (a read could block for ever) and are listed as not analysed: incomplete."""
+    os.mkfifo(model / "extra.bin")
+    (model / "zero.safetensors").symlink_to("/dev/zero")
+    res, rep = scan_json(model, "--only", "weights")
+    assert res.exit_code == ExitCode.ERROR and rep["verdict"] == "incomplete", res.stderr
+    assert any(n.startswith("extra.bin: not a regular file") for n in rep["not_analysed"]), rep["not_analysed"]
+    assert any(n.startswith("zero.safetensors: not a regular file") for n in rep["not_analysed"]), rep["not_analysed"]
+    assert any(e["analysis"] == "embedding-norm" and e["status"] == "ok" for e in rep["evidence"])
+
+
 def test_unparsable_file_does_not_abort_directory_scan(model):
     """Garbage in a pickle-named file and a truncated extra shard: the scan goes on (weights analysed),
     each problem is a report error, the verdict is incomplete, never clean."""
@@ -169,6 +181,7 @@ def test_corrupt_weight_file_still_writes_incomplete_report(model, tmp_path):
     rep = json.loads(out.read_text())
     assert rep["verdict"] == "incomplete" and rep["complete"] is False
     assert any(e["stage"] == "load" and "model.safetensors" in e["message"] for e in rep["errors"])
+    assert len({e["message"] for e in rep["errors"]}) == len(rep["errors"]), rep["errors"]  # the same problem listed once
     assert {f["path"] for f in rep["target"]["files"]} >= {"config.json", "model.safetensors"}
 
 
