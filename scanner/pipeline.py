@@ -174,9 +174,10 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
             raise BadInput(f"unknown scan option {k!r}")
         setattr(opts, k, v)
     opts.__post_init__()
+    user_probes = None
     if opts.probes and set(opts.only or STAGES) & {"search", "attribution"}:
         try:  # a bad probe file is bad input: refused before anything is loaded, not a stage error later
-            load_probes(opts.probes)
+            user_probes = load_probes(opts.probes)  # read once: the stages take it from run.state
         except ScannerError:
             raise
         except Exception as exc:  # outside any stage: never a traceback
@@ -190,6 +191,7 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
     )
     run = _Run(report, Budget(opts.time_budget), progress, stage_timeout=opts.stage_timeout,
                on_hang=(lambda stage: on_hang(stage, _hung(report, stage))) if on_hang else None)
+    run.state["probes"] = user_probes
     _set_threads(opts.threads)
     error: ScannerError | None = None
     try:
@@ -321,7 +323,7 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
 
     benign, harmful = chat_probes()
     if opts.probes:
-        benign = load_probes(opts.probes)
+        benign = _user_probes(run, opts)
     ref_pair = None
     if reference:
         run.progress("lm-scan", f"loading reference {reference}")
@@ -393,15 +395,21 @@ def _reference_tokenizer(ref: Any) -> Any:
         return None
 
 
-def _probe_set(opts: ScanOptions, labels: list[str]) -> ProbeSet:
-    return load_probes(opts.probes) if opts.probes else default_probes(labels)
+def _user_probes(run: _Run, opts: ScanOptions) -> ProbeSet:
+    """The ``--probes`` file's probe set, as read before the scan (read here only if it was not)."""
+    probes = run.state.get("probes")
+    return probes if probes is not None else load_probes(opts.probes)
+
+
+def _probe_set(run: _Run, opts: ScanOptions, labels: list[str]) -> ProbeSet:
+    return _user_probes(run, opts) if opts.probes else default_probes(labels)
 
 
 def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     from .search import ClassifierTriggerSearch, SearchConfig
 
     prof = PROFILES[opts.profile]
-    probes = _probe_set(opts, ck.facts.labels)
+    probes = _probe_set(run, opts, ck.facts.labels)
     search_texts, heldout = probes.split(opts.seed)
     run.state["heldout"] = heldout
     labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
