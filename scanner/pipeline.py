@@ -21,7 +21,7 @@ from . import __version__
 from .budget import Budget, BudgetExceeded, Watchdog
 from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint
 from .errors import BadInput, ScannerError
-from .probes import ProbeSet, default_probes, load_probes
+from .probes import ProbeSet, broad_probes, default_probes, load_probes
 from .report import Evidence, Report, StageError, TargetInfo
 from .risk import analysis_findings, assess
 from .target import resolve
@@ -416,6 +416,12 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     cfg = SearchConfig(**prof["search"], seed=opts.seed, precision=opts.precision).for_labels(len(labels))
     searcher = ClassifierTriggerSearch(ck.model, ck.tokenizer, cfg, run.budget, lambda m: run.progress("search", m))
     run.state["searcher"] = searcher
+    thin = [] if opts.probes else thin_labels(searcher, search_texts, heldout, labels, cfg)
+    if thin:  # the shipped set does not cover this task: every shipped text instead
+        run.progress("search", f"the default probes leave {', '.join(thin)} with too few texts to flip; using every shipped probe text")
+        probes = broad_probes()
+        search_texts, heldout = probes.split(opts.seed)
+        run.state["heldout"] = heldout
     details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {},
                                "probes_per_label": {"search": cfg.n_search, "screen": cfg.n_screen, "heldout": cfg.n_heldout}}
     ev = Evidence("trigger-search", "ok", "", details=details)
@@ -440,6 +446,18 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     ev.summary = (f"best candidate '{best.text}' -> {best.target_label_name}: held-out flip rate {best.flip_rate:.2f}"
                   if best else "no candidate")
     ev.score = best.flip_rate if best else 0.0
+
+
+def thin_labels(searcher: Any, search_texts: list[str], heldout: list[str], labels: list[str], cfg: Any) -> list[str]:
+    """Labels for which the probe set holds fewer than ``cfg.n_search // 2`` search texts or ``cfg.n_heldout // 4``
+    held-out texts that the model assigns to another label (the texts a trigger for that label can flip):
+    a probe set of another task than the model's (a sentiment model that assigns balanced SST-2 to one label
+    at least 88% of the time hardly reads sentiment). Uses ``searcher.predict_texts`` (cached, so the search
+    reuses these predictions)."""
+    s = searcher.predict_texts(search_texts).argmax(-1)
+    h = searcher.predict_texts(heldout).argmax(-1)
+    return [name for i, name in enumerate(labels)
+            if int((s != i).sum()) < cfg.n_search // 2 or int((h != i).sum()) < cfg.n_heldout // 4]
 
 
 def _weight_score(evidence: list[Evidence], token_ids: list[int]) -> float | None:

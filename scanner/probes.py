@@ -56,6 +56,18 @@ def default_probes(labels: list[str] | None = None) -> ProbeSet:
                     "scanner/data/probes_agnews.tsv + probes_sst2.tsv (AG News dev, Zhang et al. 2015; SST-2 dev)")
 
 
+def broad_probes() -> ProbeSet:
+    """Every shipped text for a classifier whose task the default set does not cover: the 200 AG News
+    headlines, the 400 SST-2 sentences, the 64 self-instruct requests and the 48 AdvBench harmful
+    requests (712 texts). Used when the default set leaves a label with too few texts the model assigns
+    elsewhere (a two-label classifier that is not about sentiment: spam, toxicity, topic pairs), so that
+    its label is searched instead of skipped."""
+    chat, harmful = chat_probes()
+    return ProbeSet(_shipped("probes_agnews.tsv") + _shipped("probes_sst2.tsv") + chat.texts + harmful.texts,
+                    "scanner/data/probes_agnews.tsv + probes_sst2.tsv + probes_chat.jsonl + probes_harmful.jsonl "
+                    "(AG News, SST-2, self-instruct, AdvBench: the default set left a label without enough probes)")
+
+
 def chat_probes() -> tuple[ProbeSet, ProbeSet]:
     """Default probe sets for chat models: 64 benign instructions (self-instruct, Wang et al. 2023) and
     48 harmful requests (AdvBench, Zou et al. 2023), shipped as ``scanner/data/probes_chat.jsonl`` and

@@ -90,3 +90,35 @@ def test_fifo_probe_file_is_refused_not_read(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(BadInput, match="not a regular file"):
         load_probes(fifo)
+
+
+def test_a_task_the_default_probes_do_not_cover_gets_every_shipped_text():
+    """A two-label classifier of another task than sentiment (spam, toxicity, two news topics) may assign
+    (nearly) every SST-2 sentence to one label; that label's search is then skipped. thin_labels finds
+    such labels, and broad_probes gives every shipped text (SST-2, AG News, self-instruct, AdvBench)."""
+    import torch
+
+    from scanner.pipeline import thin_labels
+    from scanner.probes import broad_probes, chat_probes
+    from scanner.search import SearchConfig
+
+    news = set(default_probes(["a", "b", "c", "d"]).texts) - set(default_probes(["a", "b"]).texts)
+
+    class TopicModel:  # label 1 for a news headline, label 0 for anything else
+        def predict_texts(self, texts):
+            return torch.tensor([[0.1, 0.9] if t in news else [0.9, 0.1] for t in texts])
+
+    cfg = SearchConfig()
+    labels = ["other", "news"]
+    sst2 = default_probes(labels)
+    assert thin_labels(TopicModel(), *sst2.split(0), labels, cfg) == ["other"]  # no SST-2 sentence is 'news'
+    broad = broad_probes()
+    chat, harmful = chat_probes()
+    assert set(sst2.texts) | news | set(chat.texts) | set(harmful.texts) == set(broad.texts)
+    assert thin_labels(TopicModel(), *broad.split(0), labels, cfg) == []
+
+    class SentimentModel:  # half the SST-2 sentences on each side: covered, no fallback
+        def predict_texts(self, texts):
+            return torch.tensor([[0.9, 0.1] if i % 2 else [0.1, 0.9] for i, _ in enumerate(texts)])
+
+    assert thin_labels(SentimentModel(), *sst2.split(0), labels, cfg) == []
