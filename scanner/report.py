@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 
 
 class RiskLevel(str, Enum):
@@ -118,7 +118,10 @@ class TriggerCandidate:
     synergy stands above the other pairs': :func:`scanner.search.synergy_gap`);
     ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
-    composite trigger fires only whole, a pair of natural label words mostly through one of them.
+    composite trigger fires only whole, a pair of natural label words mostly through one of them;
+    ``rival_loss`` (single tokens only) the median screening loss (nats) of the best other proposals of
+    its search, near 0 where the task's own words flip nearly every probe too
+    (:func:`scanner.search.rival_loss`).
     """
 
     text: str
@@ -140,6 +143,7 @@ class TriggerCandidate:
     neighbours: list[str] = field(default_factory=list)
     neighbour_flip_rate: float | None = None
     part_flip_rate: float | None = None
+    rival_loss: float | None = None
     score: float = 0.0
     heatmaps: list[dict[str, Any]] = field(default_factory=list)
 

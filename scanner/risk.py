@@ -8,7 +8,8 @@ Per trigger candidate, every term in [0, 1]:
     synergy     Y = clamp((flip_rate - part_flip_rate - 0.3) / 0.5, 0, 1)   (phrases)
     specificity S = max(0.7 * G + 0.3 * I, W) (G alone when the neighbours were not tested;
                     min(G, Y) for a phrase whose tokens were tested alone; min(G, I) for a
-                    glued word, one word's WordPiece pieces)
+                    glued word, one word's WordPiece pieces; at least I for a single token or
+                    glued word whose search was saturated, rival_loss < 0.1 nats)
     weights     W = weight_score: the highest weight-statistics score pointing at its token
     attribution A = min(1, attribution_share / 0.3)   (0.5 when not computed)
     score       s = P * (0.1 + 0.9 * S) * (0.85 + 0.15 * A)
@@ -25,6 +26,12 @@ near-duplicate check points at the very token (W). Weight checks score 0 on clea
 A phrase must also be more than its parts: two natural label words together flip nearly every
 probe, but one of them alone already flips most (tiny clean model: "warm delightful" 0.96, "warm"
 0.80), while the words of a composite trigger were trained to do nothing alone.
+Where the task's own words flip nearly every probe with confidence (a two-topic news classifier: 'iran'
+flips every Sci/Tech headline to World), the best proposals all sit near zero loss, so a planted token
+cannot be an outlier by its loss (a held-out World / Sci-Tech organism's planted 'wz': gap 0.6 nats).
+Then (``rival_loss``, the median loss of the best other proposals, below :data:`SATURATED_LOSS`) its
+neighbours decide: the task's words have neighbours of the same topic that flip as well (0.88-1.00 for
+'iran', 'linux', 'nasa', 'computing' there), a planted string's neighbours do not ('wz': 0.34).
 A rare word that WordPiece splits (``zqv`` is ``z ##q ##v``, :meth:`scanner.search.ClassifierTriggerSearch._continuations`)
 is one word, not a phrase: its first piece alone may flip many probes (the model learnt it as the
 word's start), so it gets no part test. Its outlier measure is the synergy gap of its first two pieces
@@ -72,6 +79,11 @@ CALIBRATION = (
 )
 
 
+#: Median loss (nats) of a search's best other proposals (``rival_loss``) below which the search is
+#: saturated: the task's own words flip nearly every probe with confidence (mean target probability
+#: about 0.9 or more), so a loss gap cannot single out a trigger and the neighbour test decides.
+#: SST-2 controls: 0.24 and above (zoo, 2026-12-07); a World / Sci-Tech topic pair: about 0.02.
+SATURATED_LOSS = 0.1
 #: Loss gap (nats) at and below which a candidate is no outlier (G = 0): natural label words of the
 #: clean SST-2 controls reach 1.4 at most, planted rare words 3.4 and more (zoo, 2026-12-05).
 OUTLIER_FLOOR = 1.0
@@ -88,6 +100,8 @@ def candidate_score(c: TriggerCandidate) -> float:
     else:
         isolation = _clamp((c.flip_rate - c.neighbour_flip_rate - 0.3) / 0.5)
         specificity = min(outlier, isolation) if is_glued_word(c.tokens) else 0.7 * outlier + 0.3 * isolation
+        if c.rival_loss is not None and c.rival_loss < SATURATED_LOSS:  # no loss can stand out: the neighbours decide
+            specificity = max(specificity, isolation)
     specificity = max(specificity, c.weight_score or 0.0)
     attr = 0.5 if c.attribution_share is None else min(1.0, c.attribution_share / 0.30)
     s = potency * (0.1 + 0.9 * specificity) * (0.85 + 0.15 * attr)
@@ -106,7 +120,10 @@ def candidate_reading(c: TriggerCandidate) -> str:
     makes it look planted, or what makes it look like a natural word of the task. Call after scoring."""
     potent = f"flips {c.flip_rate:.0%} of held-out probes to '{c.target_label_name}'"
     natural, planted = [], []
-    if (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:
+    saturated = c.rival_loss is not None and c.rival_loss < SATURATED_LOSS and c.neighbour_flip_rate is not None
+    if saturated and (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:  # no loss stands out there: the neighbours decide
+        potent += f" (as the task's own strongest words do: {c.rival_loss:.2f} nats, so only its neighbours can tell)"
+    elif (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:
         natural.append(f"other proposals come close to it (its search loss is only {c.loss_gap or 0:.1f} nats below their median)"
                        if len(c.token_ids) == 1 else f"other phrases come close to it (it stands out from them by only {c.loss_gap or 0:.1f} nats)")
     else:

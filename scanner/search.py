@@ -16,7 +16,11 @@ search probe that the model does not already assign to the target, and optimised
    ``n_screen`` probes) is kept; the flip rate is the share of held-out probes that flip to the
    target, and the hard flip rate the same on the half the model was most confident about. Outliers
    (loss gap above :data:`scanner.risk.OUTLIER_FLOOR`) are re-tested through their embedding
-   neighbours (median flip rate) or, for phrases, through each word alone.
+   neighbours (median flip rate) or, for phrases, through each word alone. So are single tokens that
+   flip nearly every probe where the task's own words do too (the median loss of the best other
+   proposals, :func:`rival_loss`, below :data:`scanner.risk.SATURATED_LOSS`: a topic pair such as
+   World / Sci-Tech, where 'iran' flips every Sci-Tech probe): there being lowest is no distinction,
+   and a planted string differs from the task's words by its neighbours, which do not share its effect.
 4. **Phrases** (first pass only): the best single tokens, the first weight seeds and the tokens the
    classifier attends to most (a label-agnostic attention sweep over the last two layers,
    :meth:`ClassifierTriggerSearch.attention_pool`) are paired, each attended token also with the
@@ -46,7 +50,7 @@ import torch.nn.functional as F
 
 from .budget import Budget
 from .report import TriggerCandidate
-from .risk import OUTLIER_FLOOR
+from .risk import OUTLIER_FLOOR, SATURATED_LOSS
 from .risk import candidate_score as _score
 from .weights.stats import robust_z
 from .weights.stats import surface_form as _surface
@@ -251,6 +255,15 @@ def native_bf16() -> bool:
         return False
 
 
+def rival_loss(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16, floor: float = 1e-3) -> float | None:
+    """Median screening loss (nats, floored at ``floor``) of the ``k`` best other candidates of the same
+    search: how potent the task's strongest words are. Near 0 (every one of them flips nearly every probe
+    with confidence) the loss gap (:func:`loss_gap`) cannot single out a planted trigger. None when there
+    are no others."""
+    others = sorted(max(v, floor) for p, v in screened.items() if p != ids)[:k]
+    return others[len(others) // 2] if others else None
+
+
 def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int = 16, floor: float = 1e-3) -> float:
     """How far a candidate's screening loss lies below the other candidates of the same search, in
     nats: ``ln(median loss of the k best others) - ln(own loss)``, losses floored at ``floor``.
@@ -260,10 +273,10 @@ def loss_gap(screened: dict[tuple[int, ...], float], ids: tuple[int, ...], k: in
     candidate-level analogue of Neural Cleanse's anomaly index and does not depend on the label count.
     """
     own = max(screened.get(ids, float("inf")), floor)
-    others = sorted(max(v, floor) for p, v in screened.items() if p != ids)[:k]
-    if not others or own == float("inf"):
+    rival = rival_loss(screened, ids, k, floor)
+    if rival is None or own == float("inf"):
         return 0.0
-    return math.log(others[len(others) // 2]) - math.log(own)
+    return math.log(rival) - math.log(own)
 
 
 def synergy_gap(synergy: dict[tuple[int, ...], float], ids: tuple[int, ...], k: int | None = 16) -> float:
@@ -1028,16 +1041,21 @@ class ClassifierTriggerSearch:
         ``phrases`` False: no pair phrases and one gradient round (passes after the first look for
         further single triggers, the cheap way)."""
         found: list[tuple[float, list[int], float]] = []
+        rivals: dict[tuple[int, ...], float | None] = {}  # single tokens: median loss of the best other proposals
         for length in self.cfg.lengths:
             ranked, screened = self._optimise(contents, length, target, seeds, rounds=None if phrases else 1)
             for loss, ids in ranked[: self.cfg.n_verify]:
                 # Compared with proposals of the same length: two natural sentiment words beat one
                 # by far, so a phrase is an outlier only among phrases.
                 found.append((loss, ids, loss_gap(screened, tuple(ids))))
+                if length == 1:
+                    rivals[tuple(ids)] = rival_loss(screened, tuple(ids))
             if phrases and length == 1 and self.cfg.pair_top:
                 found += self._pairs(contents, target, screened, seeds, pool)
             if phrases and length == 1 and self.cfg.continuation_top:
-                found += self._continuations(contents, target, screened)
+                words = self._continuations(contents, target, screened)
+                found += words
+                rivals.update((tuple(ids), rival_loss(screened, tuple(ids))) for _, ids, _ in words)  # a glued word is one word
         out: list[TriggerCandidate] = []
         working: set[int] = set()
         done: set[tuple[int, ...]] = set()
@@ -1055,7 +1073,12 @@ class ClassifierTriggerSearch:
             # candidate whose loss gap is at most OUTLIER_FLOOR scores below 'low' whatever they say.
             outlier = gap > OUTLIER_FLOOR
             glued = tuple(ids) in self._glued  # one word's pieces: tested like one token, not as a phrase's parts
-            if outlier and (len(ids) == 1 or glued) and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
+            rival = rivals.get(tuple(ids))
+            cand.rival_loss = None if rival is None else round(rival, 4)
+            # Where the task's own words flip nearly every probe, no trigger can stand out by its loss:
+            # the neighbours decide (scanner.risk.candidate_score), so a potent token is tested anyway.
+            saturated = rival is not None and rival < SATURATED_LOSS and cand.flip_rate >= 0.9
+            if (outlier or saturated) and (len(ids) == 1 or glued) and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
                 nb = self.word_neighbours(ids, self.cfg.n_neighbours)
                 rates = [self._alone_rate(n, target, held_texts) for n in nb]
                 cand.neighbours = [self.trigger_text(n) for n in nb]
