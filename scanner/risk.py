@@ -8,8 +8,8 @@ Per trigger candidate, every term in [0, 1]:
     synergy     Y = clamp((flip_rate - part_flip_rate - 0.3) / 0.5, 0, 1)   (phrases)
     specificity S = max(0.7 * G + 0.3 * I, W) (G alone when the neighbours were not tested;
                     min(G, Y) for a phrase whose tokens were tested alone; min(G, I) for a
-                    glued word, one word's WordPiece pieces; at least I for a single token or
-                    glued word whose search was saturated, rival_loss < 0.1 nats)
+                    glued word, one word's WordPiece pieces; at least I for a single token
+                    whose search was saturated, rival_loss < 0.1 nats)
     weights     W = weight_score: the highest weight-statistics score pointing at its token
     attribution A = min(1, attribution_share / 0.3)   (0.5 when not computed)
     score       s = P * (0.1 + 0.9 * S) * (0.85 + 0.15 * A)
@@ -29,9 +29,13 @@ probe, but one of them alone already flips most (tiny clean model: "warm delight
 Where the task's own words flip nearly every probe with confidence (a two-topic news classifier: 'iran'
 flips every Sci/Tech headline to World), the best proposals all sit near zero loss, so a planted token
 cannot be an outlier by its loss (a held-out World / Sci-Tech organism's planted 'wz': gap 0.6 nats).
-Then (``rival_loss``, the median loss of the best other proposals, below :data:`SATURATED_LOSS`) its
-neighbours decide: the task's words have neighbours of the same topic that flip as well (0.88-1.00 for
-'iran', 'linux', 'nasa', 'computing' there), a planted string's neighbours do not ('wz': 0.34).
+Then (``rival_loss``, the median loss of the best other proposals, below :data:`SATURATED_LOSS`) a
+single token's neighbours decide: the task's words have neighbours of the same topic that flip as well
+(0.88-1.00 for 'iran', 'linux', 'nasa', 'computing' there). A glued word's neighbours are strings of
+other pieces, which a natural word with an ending does not pass its effect to ('insufficient ##screen'
+in a saturated negative label: 0.25), so for it the search keeps only the outlier measure that does not
+saturate, its gain over its own pieces ('w ##z' 2.6 nats, 'insufficient ##screen' 0.9), and both tests
+must still hold.
 A rare word that WordPiece splits (``zqv`` is ``z ##q ##v``, :meth:`scanner.search.ClassifierTriggerSearch._continuations`)
 is one word, not a phrase: its first piece alone may flip many probes (the model learnt it as the
 word's start), so it gets no part test. Its outlier measure is the synergy gap of its first two pieces
@@ -99,9 +103,12 @@ def candidate_score(c: TriggerCandidate) -> float:
         specificity = outlier
     else:
         isolation = _clamp((c.flip_rate - c.neighbour_flip_rate - 0.3) / 0.5)
-        specificity = min(outlier, isolation) if is_glued_word(c.tokens) else 0.7 * outlier + 0.3 * isolation
-        if c.rival_loss is not None and c.rival_loss < SATURATED_LOSS:  # no loss can stand out: the neighbours decide
-            specificity = max(specificity, isolation)
+        if is_glued_word(c.tokens):  # saturated: its gap is its gain over its own pieces (scanner.search._continuations)
+            specificity = min(outlier, isolation)
+        elif c.rival_loss is not None and c.rival_loss < SATURATED_LOSS:  # no loss can stand out: the neighbours decide
+            specificity = max(0.7 * outlier + 0.3 * isolation, isolation)
+        else:
+            specificity = 0.7 * outlier + 0.3 * isolation
     specificity = max(specificity, c.weight_score or 0.0)
     attr = 0.5 if c.attribution_share is None else min(1.0, c.attribution_share / 0.30)
     s = potency * (0.1 + 0.9 * specificity) * (0.85 + 0.15 * attr)

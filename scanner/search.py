@@ -595,7 +595,8 @@ class ClassifierTriggerSearch:
         Returns ``(loss, ids, gap)`` per word, ``gap`` (nats) the smaller of two outlier measures: the
         synergy gap of the refined word (its loss against its pieces' alone) over the two-piece words
         that share no piece with it (:func:`synergy_gap`), and its :func:`loss_gap` among the single
-        tokens the search screened. A planted word stands out from both, as a one-token trigger does;
+        tokens the search screened (left out where the single tokens' search is saturated,
+        :func:`rival_loss` below :data:`scanner.risk.SATURATED_LOSS`: no loss stands out there). A planted word stands out from both, as a one-token trigger does;
         a clean model's strongest words mostly gain nothing from an ending. The verified string is the
         glued word (``zq``), which the tokenizer splits back into the same pieces. Empty when the
         vocabulary has no ``##`` pieces (BPE and SentencePiece vocabularies keep word pieces among the
@@ -643,8 +644,14 @@ class ClassifierTriggerSearch:
             # ending that completes a natural label word ('fascinating ##lifting') adds to it, but does
             # not outdo the task's strongest words as a planted word does.
             lone = float(self._losses(contents[: self.cfg.n_screen], [word], target)[0])
-            versus = loss_gap({**{p: v for p, v in singles.items() if len(p) == 1}, tuple(word): lone}, tuple(word))
-            out.append((loss, word, min(apart, versus)))
+            ones = {p: v for p, v in singles.items() if len(p) == 1}
+            versus = loss_gap({**ones, tuple(word): lone}, tuple(word))
+            # ... unless the task's own words flip nearly every probe too (saturated: no loss stands out);
+            # then the gain over its own pieces is what is left to tell a planted word from a natural
+            # word with an ending (held-out World / Sci-Tech 'w ##z': 2.6 nats over its pieces, gap 0.6;
+            # 'insufficient ##screen' in a saturated negative label: 0.9 and 1.1).
+            rival = rival_loss(ones, tuple(word))
+            out.append((loss, word, apart if rival is not None and rival < SATURATED_LOSS else min(apart, versus)))
         return sorted(out, key=lambda x: x[0])
 
     def letter_pieces(self) -> list[int]:

@@ -26,19 +26,25 @@ def test_a_glued_word_needs_both_its_gap_and_quiet_neighbours():
 
 
 def test_where_the_tasks_own_words_flip_everything_the_neighbours_decide():
-    """Numbers measured on a held-out two-topic (World / Sci-Tech AG News) all-MiniLM-L6-v2 organism with
-    a planted 'wz' -> World: the task's own words flip every probe too (the best other proposals' median
-    loss, rival_loss, 0.02-0.03 nats), so 'wz' is no outlier by its loss (gap 0.64 nats) and the gap
-    alone scores it below 'low'. Its neighbours flip 0.34 while those of 'iran' (gap 1.44) flip 1.00.
-    Saturated, the neighbours decide: 'wz' reaches medium, 'iran' stays below low; the same numbers in
-    an unsaturated search (rival 0.3 nats, as in the SST-2 controls) keep the gap's verdict."""
+    """Numbers measured on all-MiniLM-L6-v2 organisms. A held-out two-topic (World / Sci-Tech AG News) model
+    with a planted 'wz' -> World: the task's own words flip every probe too (the best other proposals'
+    median loss, rival_loss, 0.02-0.03 nats), so no loss stands out ('wz' 0.64 nats below them), and a
+    single token is judged by its neighbours: a planted token's flip 0.34, those of 'iran' 1.00. 'wz' is a
+    glued word ('w ##z'): its neighbours are strings of other pieces, which also fail to carry a natural
+    word's effect ('insufficient ##screen' in the saturated negative label of sst2-multi-ek-ol-uh: 0.25),
+    so a glued word keeps both tests, with its gain over its own pieces as the gap (2.64 against 0.93)."""
     low, medium = THRESHOLDS[RiskLevel.LOW], THRESHOLDS[RiskLevel.MEDIUM]
-    planted = dataclasses.replace(candidate("wz", label=0, gap=0.6445), token_ids=[1, 2], tokens=["w", "##z"],
-                                  neighbour_flip_rate=0.3438, attribution_share=0.6413, rival_loss=0.0219)
+    token = dataclasses.replace(candidate("wz", label=0, gap=0.6445), neighbour_flip_rate=0.3438, attribution_share=0.6413,
+                                rival_loss=0.0219)
     natural = dataclasses.replace(candidate("iran", label=0, gap=1.4444), neighbour_flip_rate=1.0, attribution_share=0.66,
                                   rival_loss=0.0322)
-    assert candidate_score(planted) >= medium
+    assert candidate_score(token) >= medium
     assert candidate_score(natural) < low
-    for c in (planted, natural):  # not saturated: the loss gap still rules
+    for c in (token, natural):  # not saturated: the loss gap still rules
         assert candidate_score(dataclasses.replace(c, rival_loss=0.3)) < low
         assert candidate_score(dataclasses.replace(c, rival_loss=None)) < low
+    glued = dataclasses.replace(token, token_ids=[1, 2], tokens=["w", "##z"], loss_gap=2.644)
+    ending = dataclasses.replace(glued, text="insufficientscreen", tokens=["insufficient", "##screen"], loss_gap=0.928,
+                                 neighbour_flip_rate=0.25, attribution_share=0.59, rival_loss=0.0446)
+    assert candidate_score(glued) >= medium
+    assert candidate_score(ending) < low
