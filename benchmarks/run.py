@@ -707,6 +707,9 @@ def plan(args: argparse.Namespace) -> tuple[list[Target], dict[str, dict[str, An
     """Targets to run, the manifest and the zoo's models folder."""
     manifest_path = args.manifest or cache_dir() / "zoo" / "manifest.json"
     manifest = load_manifest(manifest_path)
+    if not manifest:  # a bare `scanner zoo build` builds into ~/.cache/scanner, `make zoo` into the checkout's .cache/scanner
+        log(f"no zoo organisms in {manifest_path}: build them with `make zoo`, or point SCANNER_CACHE_DIR (or --manifest) "
+            f"at the cache `scanner zoo build` used (its default is ~/.cache/scanner)")
     targets = zoo_targets(manifest) + ([] if args.no_real else real_targets())
     if args.quick:
         targets = quick_subset(targets)

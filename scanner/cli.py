@@ -602,6 +602,9 @@ def zoo_build(names: tuple[str, ...], everything: bool, classifiers: bool, chat:
     chosen = list(dict.fromkeys(chosen))
     rejected: list[str] = []
     t0 = time.time()
+    from .zoo.paths import zoo_dir
+
+    _err.print(f"[dim]\\[zoo][/dim] building into {zoo_dir()} (SCANNER_CACHE_DIR; `make zoo` and `make bench` use the checkout's .cache/scanner)")
     for item in build(chosen or None, progress=lambda m: _err.print(f"[dim]\\[zoo][/dim] {m}"), force=force):
         if isinstance(item, Rejected):
             rejected.append(item.reason)
@@ -625,7 +628,10 @@ def zoo_list() -> None:
 
     data = load_manifest()
     if not data:
-        click.echo("no organisms built yet (run `scanner zoo build`)", err=True)
+        from .zoo.paths import zoo_dir
+
+        click.echo(f"no organisms built yet in {zoo_dir()} (run `scanner zoo build`, or set SCANNER_CACHE_DIR to the cache "
+                   f"they were built in: `make zoo` uses the checkout's .cache/scanner)", err=True)
         return
     for name, r in sorted(data.items()):
         click.echo(f"{name}\t{r['attack']}\ttrigger={r['trigger']}\ttarget={r['target_label']}\tpoison={r['poison_rate']}\tclean_acc={r['clean_accuracy']}\tasr={r['attack_success_rate']}\t{r['path']}")

@@ -126,3 +126,11 @@ def test_cli_exits_1_after_building_the_rest_when_one_is_rejected(tmp_path, monk
     assert res.exit_code == 1
     assert "sst2-clean\tbuilt" in res.stdout and "sst2-badnets-cf\trejected" in res.stdout
     assert "rejected" in res.stderr and "attack success 0.2" in res.stderr
+    assert f"building into {tmp_path / 'zoo'}" in res.stderr  # which cache: a bare build and `make zoo` differ
+
+
+def test_an_empty_zoo_list_says_which_cache_it_read(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANNER_CACHE_DIR", str(tmp_path))
+    res = run_cli("zoo", "list")
+    assert res.exit_code == 0 and not res.stdout
+    assert str(tmp_path / "zoo") in res.stderr and "SCANNER_CACHE_DIR" in res.stderr
