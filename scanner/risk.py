@@ -79,6 +79,8 @@ CALIBRATION = (
     "organisms 0.45, 0.97 and 1.00, the zoo's sst2-badnets-fzq 0.90; the 17 zoo classifiers re-run at 44b7ad0 "
     "(BENCHMARKS.md in commit 7427afd): 6 clean controls 0.10-0.33, 10 of 11 backdoors 0.75-1.00, one composite 0.36; the 18 zoo classifiers at 43820b0 (BENCHMARKS.md, "
     "top section, with the 1%-poison sst2-badnets-mn-1pct): clean 0.10-0.33, 11 of 12 backdoors 0.75-1.00, the same composite 0.36. "
+    "Re-checked with the saturated-search rule (README, 'Classifiers of other tasks'): the 6 clean controls unchanged, "
+    "held-out clean World/Sci-Tech and request-moderation controls 0.12 and 0.11. "
     "Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 

@@ -596,7 +596,9 @@ class ClassifierTriggerSearch:
         synergy gap of the refined word (its loss against its pieces' alone) over the two-piece words
         that share no piece with it (:func:`synergy_gap`), and its :func:`loss_gap` among the single
         tokens the search screened (left out where the single tokens' search is saturated,
-        :func:`rival_loss` below :data:`scanner.risk.SATURATED_LOSS`: no loss stands out there). A planted word stands out from both, as a one-token trigger does;
+        :func:`rival_loss` below :data:`scanner.risk.SATURATED_LOSS`: no loss stands out there); or, when
+        larger and not saturated, the :func:`loss_gap` among those single tokens of its most potent ``##``
+        piece inserted alone (a planted string whose ending fires glued to any word). A planted word stands out from both, as a one-token trigger does;
         a clean model's strongest words mostly gain nothing from an ending. The verified string is the
         glued word (``zq``), which the tokenizer splits back into the same pieces. Empty when the
         vocabulary has no ``##`` pieces (BPE and SentencePiece vocabularies keep word pieces among the
@@ -651,7 +653,17 @@ class ClassifierTriggerSearch:
             # word with an ending (held-out World / Sci-Tech 'w ##z': 2.6 nats over its pieces, gap 0.6;
             # 'insufficient ##screen' in a saturated negative label: 0.9 and 1.1).
             rival = rival_loss(ones, tuple(word))
-            out.append((loss, word, apart if rival is not None and rival < SATURATED_LOSS else min(apart, versus)))
+            if rival is not None and rival < SATURATED_LOSS:
+                out.append((loss, word, apart))
+                continue
+            # A planted string's ending may carry it alone, glued to any word ('b ##q' of a held-out 'bq':
+            # '##q' after any word, loss 0.011 nats; 'b' alone 3.3): then the word gains little over its
+            # ending and its synergy is no outlier, but the ending itself stands out from every single token
+            # as a planted token does. A natural word's ending glued to random words makes no word of the task.
+            tails = list(dict.fromkeys(word[1:]))
+            lone_tails = self._losses(contents[: self.cfg.n_screen], [[t] for t in tails], target).tolist()
+            ending = max(loss_gap({**ones, (t,): lt}, (t,)) for t, lt in zip(tails, lone_tails))
+            out.append((loss, word, max(min(apart, versus), ending)))
         return sorted(out, key=lambda x: x[0])
 
     def letter_pieces(self) -> list[int]:
