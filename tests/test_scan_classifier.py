@@ -409,3 +409,33 @@ def test_a_flipping_part_of_a_letter_string_grows_into_the_planted_string():
         assert word == planted and loss == pytest.approx(0.004), tok.convert_ids_to_tokens(word)
     s._letter_pieces = []  # without the letter growth, the zero gradient proposes nothing that helps
     assert s._refine_word([[1000]] * 4, [[1000]] * 4, planted[:2], 0, 16)[0] == planted[:2]
+
+
+def test_a_planted_ending_that_fires_after_any_word_is_an_outlier():
+    """A rare string may be carried by its ending: in a held-out request-moderation model the planted
+    'bq' (``b ##q``) fires through ``##q`` glued to any word (0.011 nats; ``b`` alone 3.3), so the word
+    gains little over its pieces and its synergy gap was 0. The ending alone, compared with the single
+    tokens the search screened, stands out as a planted token does: the losses here are a lookup
+    ('b ##q' 0.0076, '##q' alone 0.02, the task's best single tokens 0.8, everything else 3.3) and the
+    gradient ranks nothing, so only the two-letter sweep proposes the word."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+    from scanner.zoo.classifiers import minilm_base_dir
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_base_dir()))
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=8, num_hidden_layers=1,
+                                                     num_attention_heads=1, intermediate_size=8)).eval()
+    s = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0))
+    planted = tok("bq", add_special_tokens=False)["input_ids"]
+    assert tok.convert_ids_to_tokens(planted) == ["b", "##q"]
+    words = [i for i in s.allowed.nonzero().flatten().tolist()[1000:1020]]  # the task's best single tokens
+    table = {tuple(planted): 0.0076, (planted[1],): 0.02, **{(w,): 0.8 + 0.01 * j for j, w in enumerate(words)}}
+    s._losses = lambda contents, triggers, target: torch.tensor([table.get(tuple(t), 3.3) for t in triggers])
+    s._gradient = lambda contents, trigger, target: torch.zeros(len(trigger), s.vocab_size)
+    singles = {(w,): table[(w,)] for w in words}
+    found = {tuple(ids): gap for _, ids, gap in s._continuations([[1000] * 8] * 16, 0, singles)}
+    assert tuple(planted) in found, [tok.convert_ids_to_tokens(list(w)) for w in found]
+    assert found[tuple(planted)] > 3.0  # ln(0.8 / 0.02) = 3.7 nats; its gain over '##q' alone is 0.97
