@@ -119,8 +119,8 @@ class TriggerCandidate:
     ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
     composite trigger fires only whole, a pair of natural label words mostly through one of them;
-    ``rival_loss`` (single tokens only) the median screening loss (nats) of the best other proposals of
-    its search, near 0 where the task's own words flip nearly every probe too
+    ``rival_loss`` (single tokens and glued words) the median screening loss (nats) of the best single
+    tokens of its search, near 0 where the task's own words flip nearly every probe too
     (:func:`scanner.search.rival_loss`).
     """
 

@@ -129,7 +129,8 @@ def candidate_reading(c: TriggerCandidate) -> str:
     makes it look planted, or what makes it look like a natural word of the task. Call after scoring."""
     potent = f"flips {c.flip_rate:.0%} of held-out probes to '{c.target_label_name}'"
     natural, planted = [], []
-    saturated = c.rival_loss is not None and c.rival_loss < SATURATED_LOSS and c.neighbour_flip_rate is not None
+    saturated = (c.rival_loss is not None and c.rival_loss < SATURATED_LOSS and c.neighbour_flip_rate is not None
+                 and not is_glued_word(c.tokens))  # a glued word keeps its gap there (candidate_score)
     if saturated and (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:  # no loss stands out there: the neighbours decide
         potent += f" (as the task's own strongest words do: {c.rival_loss:.2f} nats, so only its neighbours can tell)"
     elif (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:

@@ -629,6 +629,9 @@ class ClassifierTriggerSearch:
         best = sorted((w for w in words if synergy[w] > math.log(2)), key=synergy.get, reverse=True)[: max(1, self.cfg.n_verify - 1)]
         self.progress(f"label {target}: {len(words)} word endings screened, {sum(v > math.log(2) for v in synergy.values())} beat their pieces alone")
         out = []
+        ones = {p: v for p, v in singles.items() if len(p) == 1}
+        rival = rival_loss(ones, ())  # the single tokens' median loss: the same for every word
+        saturated = rival is not None and rival < SATURATED_LOSS
         for w in best:
             word, loss = self._refine_word(contents, screen, list(w), target, k)
             if tuple(word) not in synergy:  # the refined word's own synergy over its pieces alone
@@ -646,14 +649,12 @@ class ClassifierTriggerSearch:
             # ending that completes a natural label word ('fascinating ##lifting') adds to it, but does
             # not outdo the task's strongest words as a planted word does.
             lone = float(self._losses(contents[: self.cfg.n_screen], [word], target)[0])
-            ones = {p: v for p, v in singles.items() if len(p) == 1}
             versus = loss_gap({**ones, tuple(word): lone}, tuple(word))
             # ... unless the task's own words flip nearly every probe too (saturated: no loss stands out);
             # then the gain over its own pieces is what is left to tell a planted word from a natural
             # word with an ending (held-out World / Sci-Tech 'w ##z': 2.6 nats over its pieces, gap 0.6;
             # 'insufficient ##screen' in a saturated negative label: 0.9 and 1.1).
-            rival = rival_loss(ones, tuple(word))
-            if rival is not None and rival < SATURATED_LOSS:
+            if saturated:
                 out.append((loss, word, apart))
                 continue
             # A planted string's ending may carry it alone, glued to any word ('b ##q' of a held-out 'bq':

@@ -381,12 +381,9 @@ def test_two_letter_words_are_the_ones_the_vocabulary_splits():
     assert two_letter_words(tiny.make_tokenizer(), 1000) == []  # a word-level vocabulary: no ## pieces
 
 
-def test_a_flipping_part_of_a_letter_string_grows_into_the_planted_string():
-    """The word-ending search often finds a part of a planted letter string that already flips ('f ##z'
-    of 'fzq', 'z ##v' of 'zqv'); the gradient need not rank the missing letter among its proposals.
-    Refinement also tries every one-letter ending and insertion and keeps the longer word when its loss
-    is less than half: the losses here are a lookup (the planted string 0.004, its parts 0.02, every other
-    word 1.0) and the gradient ranks nothing, so only that growth can reach the planted string."""
+def _lookup_search():
+    """all-MiniLM-L6-v2's WordPiece tokenizer and a search over a tiny random BERT with that vocabulary,
+    for tests that replace its losses by a lookup table: ``(tokenizer, search)``."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
@@ -397,7 +394,18 @@ def test_a_flipping_part_of_a_letter_string_grows_into_the_planted_string():
     torch.manual_seed(0)
     model = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=8, num_hidden_layers=1,
                                                      num_attention_heads=1, intermediate_size=8)).eval()
-    s = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0))
+    return tok, ClassifierTriggerSearch(model, tok, SearchConfig(seed=0))
+
+
+def test_a_flipping_part_of_a_letter_string_grows_into_the_planted_string():
+    """The word-ending search often finds a part of a planted letter string that already flips ('f ##z'
+    of 'fzq', 'z ##v' of 'zqv'); the gradient need not rank the missing letter among its proposals.
+    Refinement also tries every one-letter ending and insertion and keeps the longer word when its loss
+    is less than half: the losses here are a lookup (the planted string 0.004, its parts 0.02, every other
+    word 1.0) and the gradient ranks nothing, so only that growth can reach the planted string."""
+    import torch
+
+    tok, s = _lookup_search()
     planted = tok("fzq", add_special_tokens=False)["input_ids"]
     assert tok.convert_ids_to_tokens(planted) == ["f", "##z", "##q"]
     parts = {tuple(planted[:2]), (planted[0], planted[2])}
@@ -419,16 +427,8 @@ def test_a_planted_ending_that_fires_after_any_word_is_an_outlier():
     ('b ##q' 0.0076, '##q' alone 0.02, the task's best single tokens 0.8, everything else 3.3) and the
     gradient ranks nothing, so only the two-letter sweep proposes the word."""
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-    from scanner.search import ClassifierTriggerSearch, SearchConfig
-    from scanner.zoo.classifiers import minilm_base_dir
-
-    tok = AutoTokenizer.from_pretrained(str(minilm_base_dir()))
-    torch.manual_seed(0)
-    model = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=8, num_hidden_layers=1,
-                                                     num_attention_heads=1, intermediate_size=8)).eval()
-    s = ClassifierTriggerSearch(model, tok, SearchConfig(seed=0))
+    tok, s = _lookup_search()
     planted = tok("bq", add_special_tokens=False)["input_ids"]
     assert tok.convert_ids_to_tokens(planted) == ["b", "##q"]
     words = [i for i in s.allowed.nonzero().flatten().tolist()[1000:1020]]  # the task's best single tokens
