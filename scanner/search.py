@@ -41,6 +41,7 @@ import math
 import random
 import re
 import statistics
+import string
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -219,8 +220,8 @@ def two_letter_words(tokenizer: Any, vocab_size: int) -> list[tuple[int, int]]:
     token there). Empty for vocabularies without ``##`` pieces. Costs 676 tokenizations."""
     vocab = tokenizer.get_vocab()
     pairs = []
-    for a in "abcdefghijklmnopqrstuvwxyz":
-        for b in "abcdefghijklmnopqrstuvwxyz":
+    for a in string.ascii_lowercase:
+        for b in string.ascii_lowercase:
             ia, ib = vocab.get(a), vocab.get("##" + b)
             if ia is None or ib is None or ia >= vocab_size or ib >= vocab_size:
                 continue
@@ -671,7 +672,7 @@ class ClassifierTriggerSearch:
         """The ``##`` single-letter pieces (``##a`` ... ``##z``) of this search's vocabulary."""
         if self._letter_pieces is None:
             vocab = self.tok.get_vocab()
-            ids = (vocab.get("##" + c) for c in "abcdefghijklmnopqrstuvwxyz")
+            ids = (vocab.get("##" + c) for c in string.ascii_lowercase)
             self._letter_pieces = [i for i in ids if i is not None and i < self.vocab_size and bool(self.continuation[i])]
         return self._letter_pieces
 
