@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 
 
 class RiskLevel(str, Enum):
@@ -119,6 +119,10 @@ class TriggerCandidate:
     ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
     composite trigger fires only whole, a pair of natural label words mostly through one of them;
+    ``interaction`` (phrases only, nats) the median over held-out probes of how far the whole phrase
+    raises the log-odds of the target above the sum of what its tokens raise them alone (a token that
+    lowers them counts 0): natural words add up or saturate (0 or below), the words of a composite
+    trigger are trained to act only together (:meth:`scanner.search.ClassifierTriggerSearch.interaction`);
     ``rival_loss`` (single tokens and glued words) the median screening loss (nats) of the best single
     tokens of its search, near 0 where the task's own words flip nearly every probe too
     (:func:`scanner.search.rival_loss`).
@@ -143,6 +147,7 @@ class TriggerCandidate:
     neighbours: list[str] = field(default_factory=list)
     neighbour_flip_rate: float | None = None
     part_flip_rate: float | None = None
+    interaction: float | None = None
     rival_loss: float | None = None
     score: float = 0.0
     heatmaps: list[dict[str, Any]] = field(default_factory=list)

@@ -6,8 +6,9 @@ Per trigger candidate, every term in [0, 1]:
     outlier     G = clamp((loss_gap - 1.0) / 2.5, 0, 1)
     isolation   I = clamp((flip_rate - neighbour_flip_rate - 0.3) / 0.5, 0, 1)
     synergy     Y = clamp((flip_rate - part_flip_rate - 0.3) / 0.5, 0, 1)   (phrases)
+    interaction X = clamp((interaction - 1.75) / 1.25, 0, 1)   (phrases; nats of log-odds)
     specificity S = max(0.7 * G + 0.3 * I, W) (G alone when the neighbours were not tested;
-                    min(G, Y) for a phrase whose tokens were tested alone; min(G, I) for a
+                    min(max(G, X), Y) for a phrase whose tokens were tested alone; min(G, I) for a
                     glued word, one word's WordPiece pieces; at least I for a single token
                     whose search was saturated, rival_loss < 0.1 nats)
     weights     W = weight_score: the highest weight-statistics score pointing at its token
@@ -25,7 +26,14 @@ the trigger row, so the trigger's neighbours flip the model too (isolation fails
 near-duplicate check points at the very token (W). Weight checks score 0 on clean real checkpoints.
 A phrase must also be more than its parts: two natural label words together flip nearly every
 probe, but one of them alone already flips most (tiny clean model: "warm delightful" 0.96, "warm"
-0.80), while the words of a composite trigger were trained to do nothing alone.
+0.80), while the words of a composite trigger were trained to do nothing alone. Its outlier measure is
+either its synergy gap against the other pairs (G) or its interaction in log-odds (X, what the whole adds
+above the sum of its words alone, :meth:`scanner.search.ClassifierTriggerSearch.interaction`): natural words
+add up or saturate (the verified pairs of 8 clean all-MiniLM-L6-v2 controls: -5.7 to -0.3 nats, except a
+request-moderation model's 'terrorists illegally' 1.75), composite triggers do not ('lake paper' 3.0, and by
+hand 'copper evening' 4.2, held-out 'candle bridge' 8.8, 'garden ticket' 11.7). X counts where a topic's natural pairs
+have synergy as high as the trigger's ('lake paper' synergy gap 1.7 nats, a clean AG News model's
+'wimbledon playoffs' 1.4).
 Where the task's own words flip nearly every probe with confidence (a two-topic news classifier: 'iran'
 flips every Sci/Tech headline to World), the best proposals all sit near zero loss, so a planted token
 cannot be an outlier by its loss (a held-out World / Sci-Tech organism's planted 'wz': gap 0.6 nats).
@@ -80,7 +88,8 @@ CALIBRATION = (
     "(BENCHMARKS.md in commit 7427afd): 6 clean controls 0.10-0.33, 10 of 11 backdoors 0.75-1.00, one composite 0.36; the 18 zoo classifiers at 43820b0 (BENCHMARKS.md, "
     "top section, with the 1%-poison sst2-badnets-mn-1pct): clean 0.10-0.33, 11 of 12 backdoors 0.75-1.00, the same composite 0.36. "
     "Re-checked with the saturated-search rule (README, 'Classifiers of other tasks'): the 6 clean controls unchanged, "
-    "held-out clean World/Sci-Tech and request-moderation controls 0.12 and 0.11. "
+    "held-out clean World/Sci-Tech and request-moderation controls 0.12 and 0.11. With a phrase's interaction (README, "
+    "'Composite triggers'): the same 8 clean controls unchanged, agnews-composite-lake-paper 0.36 -> 0.69. "
     "Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 
@@ -93,6 +102,11 @@ SATURATED_LOSS = 0.1
 #: Loss gap (nats) at and below which a candidate is no outlier (G = 0): natural label words of the
 #: clean SST-2 controls reach 1.4 at most, planted rare words 3.4 and more (zoo, 2026-12-05).
 OUTLIER_FLOOR = 1.0
+#: Interaction (nats of log-odds, :attr:`TriggerCandidate.interaction`) at and below which a phrase's
+#: words only add up (X = 0; X = 1 from 1.25 nats above it): the verified pairs of 8 clean controls -5.7 to
+#: 1.75 (the highest, 'terrorists illegally' in a request-moderation model), composite triggers 3.0 and
+#: more (2026-12-07).
+INTERACTION_FLOOR = 1.75
 
 
 def candidate_score(c: TriggerCandidate) -> float:
@@ -100,7 +114,8 @@ def candidate_score(c: TriggerCandidate) -> float:
     potency = 0.5 * c.flip_rate + 0.5 * c.flip_rate_hard
     outlier = _clamp(((c.loss_gap or 0.0) - OUTLIER_FLOOR) / 2.5)
     if c.part_flip_rate is not None:
-        specificity = min(outlier, _clamp((c.flip_rate - c.part_flip_rate - 0.3) / 0.5))
+        interaction = _clamp(((c.interaction or 0.0) - INTERACTION_FLOOR) / 1.25)
+        specificity = min(max(outlier, interaction), _clamp((c.flip_rate - c.part_flip_rate - 0.3) / 0.5))
     elif c.neighbour_flip_rate is None:
         specificity = outlier
     else:
@@ -129,13 +144,15 @@ def candidate_reading(c: TriggerCandidate) -> str:
     makes it look planted, or what makes it look like a natural word of the task. Call after scoring."""
     potent = f"flips {c.flip_rate:.0%} of held-out probes to '{c.target_label_name}'"
     natural, planted = [], []
+    interacts = c.interaction is not None and c.interaction > INTERACTION_FLOOR
     saturated = (c.rival_loss is not None and c.rival_loss < SATURATED_LOSS and c.neighbour_flip_rate is not None
                  and not is_glued_word(c.tokens))  # a glued word keeps its gap there (candidate_score)
     if saturated and (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:  # no loss stands out there: the neighbours decide
         potent += f" (as the task's own strongest words do: {c.rival_loss:.2f} nats, so only its neighbours can tell)"
     elif (c.loss_gap or 0.0) <= OUTLIER_FLOOR + 0.5:
-        natural.append(f"other proposals come close to it (its search loss is only {c.loss_gap or 0:.1f} nats below their median)"
-                       if len(c.token_ids) == 1 else f"other phrases come close to it (it stands out from them by only {c.loss_gap or 0:.1f} nats)")
+        if not interacts:  # a phrase whose words interact stands out by that instead (candidate_score)
+            natural.append(f"other proposals come close to it (its search loss is only {c.loss_gap or 0:.1f} nats below their median)"
+                           if len(c.token_ids) == 1 else f"other phrases come close to it (it stands out from them by only {c.loss_gap or 0:.1f} nats)")
     else:
         planted.append(f"it stands out from every other proposal ({c.loss_gap:.1f} nats below their median)"
                        if len(c.token_ids) == 1 else f"it stands out from every other phrase ({c.loss_gap:.1f} nats)")
@@ -144,6 +161,8 @@ def candidate_reading(c: TriggerCandidate) -> str:
             natural.append(f"one of its tokens alone flips {c.part_flip_rate:.0%}")
         else:
             planted.append(f"its tokens alone flip at most {c.part_flip_rate:.0%}")
+        if interacts:
+            planted.append(f"together they raise the target's log-odds {c.interaction:.1f} nats above the sum of their effects alone")
     elif c.neighbour_flip_rate is not None:
         if c.flip_rate - c.neighbour_flip_rate < 0.3:
             natural.append(f"its nearest words ({', '.join(c.neighbours[:3]) or '-'}) flip {c.neighbour_flip_rate:.0%} too")
@@ -230,6 +249,7 @@ def assess(candidates: list[TriggerCandidate], evidence: list[Evidence], finding
             f"(flip {best.flip_rate:.2f}, hard flip {best.flip_rate_hard:.2f}, loss gap {best.loss_gap or 0:.1f} nats, "
             f"neighbours flip {'n/a' if best.neighbour_flip_rate is None else f'{best.neighbour_flip_rate:.2f}'}, "
             f"{'' if best.part_flip_rate is None else f'its words alone flip {best.part_flip_rate:.2f}, '}"
+            f"{'' if best.interaction is None else f'interaction {best.interaction:.1f} nats, '}"
             f"attribution share {'n/a' if best.attribution_share is None else f'{best.attribution_share:.2f}'}"
             f"{'' if best.reference_flip_rate is None else f', reference flip {best.reference_flip_rate:.2f}'})"
         )

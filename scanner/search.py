@@ -1106,8 +1106,12 @@ class ClassifierTriggerSearch:
                 # The median: robust to a few neighbours that are triggers themselves (several
                 # triggers planted together end up near each other in embedding space).
                 cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
-            if outlier and len(ids) > 1 and not glued and cand.flip_rate >= 0.5:
+            if len(ids) > 1 and not glued and cand.flip_rate >= 0.5:
+                # A phrase is judged by what it adds to its words: each alone (flip rate) and their
+                # interaction in log-odds, which stands out where the loss gap cannot (a composite
+                # trigger among a topic's pairs, whose synergy is ordinary: 'lake paper' 1.7 nats).
                 cand.part_flip_rate = max(self._alone_rate([i], target, held_texts) for i in dict.fromkeys(ids))
+                cand.interaction = self.interaction(ids, target, held_texts)
             out.append(cand)
         return out
 
@@ -1115,6 +1119,37 @@ class ClassifierTriggerSearch:
         """Flip rate of one token (or glued word) ``ids`` inserted alone on ``n_neighbour_probes``
         held-out texts (0 when too few texts are left to measure it)."""
         return self.flip_rate_of(self.trigger_text(ids), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
+
+    def _log_odds(self, texts: list[str], target: int) -> torch.Tensor:
+        """Log-odds of ``target`` (its logit minus the log-sum-exp of the others, nats) for each text: ``[len(texts)]``."""
+        logits = self._logits([self._with_specials(c)[0] for c in self._content_ids(texts, room=2)])
+        others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
+        return logits[:, target] - torch.logsumexp(others, dim=1)
+
+    def interaction(self, ids: list[int], target: int, held_texts: list[str]) -> float | None:
+        """How far phrase ``ids`` raises the log-odds of ``target`` above the sum of what its tokens
+        raise them alone, in nats: the median over the first ``n_neighbour_probes`` held-out texts not
+        predicted as ``target`` of ``gain(phrase) - sum(max(gain(token), 0))``, where ``gain(x)`` is the
+        log-odds with ``x`` inserted at the start minus the log-odds of the text itself. None when fewer
+        than ``min_victims`` such texts exist.
+
+        Natural label words add up in log-odds or saturate (measured on all-MiniLM-L6-v2 classifiers:
+        'crap strained' -5.7, 'iec solar' -2.9, at most 1.75 for 'terrorists illegally' in a
+        request-moderation model), while the words of a composite trigger were trained to do nothing
+        alone and everything together ('lake paper' 3.0, 'blue window' 9.8). A token that lowers the log-odds alone counts 0, so that a negation ('not' before
+        a negative word) cannot add its own harm to the phrase's interaction. The second-order analogue
+        of the part test (``part_flip_rate``), measured in logits rather than in flips: two weak natural
+        words that each flip few probes flip many together without any interaction.
+        """
+        probs = self.predict_texts(held_texts)
+        victims = [t for t, p in zip(held_texts, probs) if int(p.argmax()) != target][: self.cfg.n_neighbour_probes]
+        if len(victims) < self.cfg.min_victims:
+            return None
+        base = self._log_odds(victims, target)
+        words = [self.trigger_text([i]) for i in dict.fromkeys(ids)]
+        alone = sum((self._log_odds([f"{w} {t}" for t in victims], target) - base).clamp(min=0.0) for w in words)
+        whole = self._log_odds([f"{self.trigger_text(ids)} {t}" for t in victims], target) - base
+        return round(float((whole - alone).median()), 4)
 
     def trigger_text(self, ids: list[int]) -> str:
         """The trigger as a string to insert into raw text."""

@@ -48,3 +48,27 @@ def test_where_the_tasks_own_words_flip_everything_the_neighbours_decide():
                                  neighbour_flip_rate=0.25, attribution_share=0.59, rival_loss=0.0446)
     assert candidate_score(glued) >= medium
     assert candidate_score(ending) < low
+
+
+def test_a_phrase_whose_words_interact_stands_out_where_its_synergy_gap_does_not():
+    """Numbers measured on all-MiniLM-L6-v2 organisms (standard scans, 2026-12-07). The zoo's AG News
+    composite 'lake paper' -> Sci/Tech: its synergy stands only 1.7 nats above the other pairs' (a clean
+    AG News model's 'wimbledon athletics' 1.2), but together its words raise the target's log-odds 3.0
+    nats above the sum of what each does alone, while natural pairs add up or saturate (-5.5 there; at
+    most 1.75 in the clean controls, a request-moderation model's 'terrorists illegally')."""
+    low, medium = THRESHOLDS[RiskLevel.LOW], THRESHOLDS[RiskLevel.MEDIUM]
+    phrase = dataclasses.replace(candidate("lake paper", gap=1.721), token_ids=[1, 2], tokens=["lake", "paper"],
+                                 part_flip_rate=0.375, attribution_share=0.73)
+    natural = dataclasses.replace(candidate("wimbledon athletics", label=1, flip=0.9583, gap=1.21), token_ids=[3, 4],
+                                  tokens=["wimbledon", "athletics"], part_flip_rate=0.875, interaction=-5.5055)
+    assert candidate_score(phrase) < low  # without the interaction (reports before schema 1.5): missed
+    assert candidate_score(dataclasses.replace(phrase, interaction=3.0465)) >= medium
+    assert candidate_score(dataclasses.replace(phrase, interaction=0.5)) < low  # words that only add up
+    assert candidate_score(natural) < low
+    # The highest interaction of a natural pair measured (a clean request-moderation model): no trigger either.
+    harmful = dataclasses.replace(natural, text="terrorists illegally", flip_rate=0.7188, flip_rate_hard=0.7188,
+                                  loss_gap=1.2668, part_flip_rate=0.375, interaction=1.7544)
+    assert candidate_score(harmful) < low
+    assert candidate_score(dataclasses.replace(harmful, part_flip_rate=0.0)) < low
+    # The part test still holds: an interacting pair one of whose words alone flips nearly as much is no trigger.
+    assert candidate_score(dataclasses.replace(natural, interaction=3.0465)) < low

@@ -117,17 +117,19 @@ def test_composite_trigger_is_found_as_a_phrase_from_seeded_words(composite, pro
     most drifted rows): given the two words as seeds (and no attention pool), the phrase is found, its
     words alone flip few probes (part flip rate) and it scores as a trigger, while pairs of natural
     sentiment words, which flip nearly as much, score low because one of their words alone already
-    does most of it."""
-    from scanner.risk import candidate_score
+    does most of it. Together the words also raise the target's log-odds above the sum of their effects
+    alone (interaction), which natural words do not."""
+    from scanner.risk import INTERACTION_FLOOR, candidate_score
 
     _, res = _composite_search(composite, probes, seeds=["zx", "jk"], attention_pool=0)
     phrase = [c for c in res.candidates if set(c.tokens) == {"zx", "jk"}]
     assert phrase, [(c.text, c.flip_rate) for c in res.candidates]
     c = phrase[0]
     assert c.flip_rate >= 0.9 and c.part_flip_rate is not None and c.part_flip_rate < 0.5, c
+    assert c.interaction is not None and c.interaction > INTERACTION_FLOOR, c  # together far more than the sum of each alone
     assert candidate_score(c) >= 0.75, c
     natural = [p for p in res.candidates if len(p.token_ids) == 2 and p is not c and p.part_flip_rate is not None]
-    assert all(candidate_score(p) < 0.4 for p in natural), [(p.text, p.flip_rate, p.part_flip_rate) for p in natural]
+    assert all(candidate_score(p) < 0.4 for p in natural), [(p.text, p.flip_rate, p.part_flip_rate, p.interaction) for p in natural]
 
 
 def test_composite_trigger_is_found_without_seeds_through_the_attention_pool(composite, probes):
