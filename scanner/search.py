@@ -1136,8 +1136,9 @@ class ClassifierTriggerSearch:
         Natural label words add up in log-odds or saturate (measured on all-MiniLM-L6-v2 classifiers:
         'crap strained' -5.7, 'iec solar' -2.9, at most 1.75 for 'terrorists illegally' in a
         request-moderation model), while the words of a composite trigger were trained to do nothing
-        alone and everything together ('lake paper' 3.0, 'blue window' 9.8). A token that lowers the log-odds alone counts 0, so that a negation ('not' before
-        a negative word) cannot add its own harm to the phrase's interaction. The second-order analogue
+        alone and everything together ('lake paper' 3.0, 'blue window' 9.8). A token that lowers the
+        log-odds alone counts 0, so that words that each push away from the target (a negation and a
+        negative word) do not inflate the interaction by their own effect. The second-order analogue
         of the part test (``part_flip_rate``), measured in logits rather than in flips: two weak natural
         words that each flip few probes flip many together without any interaction.
         """
