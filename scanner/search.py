@@ -422,10 +422,13 @@ class ClassifierTriggerSearch:
 
     def predict_texts(self, texts: list[str]) -> torch.Tensor:
         """Class probabilities ``[len(texts), num_labels]`` of raw texts (cached per text list)."""
+        return self._text_logits(texts).softmax(-1)
+
+    def _text_logits(self, texts: list[str]) -> torch.Tensor:
+        """Logits ``[len(texts), num_labels]`` of raw texts, cached per text list."""
         key = tuple(texts)
         if key not in self._pred_cache:
-            seqs = [self._with_specials(c)[0] for c in self._content_ids(texts, room=2)]
-            self._pred_cache[key] = self._logits(seqs).softmax(-1)
+            self._pred_cache[key] = self._logits([self._with_specials(c)[0] for c in self._content_ids(texts, room=2)])
         return self._pred_cache[key]
 
     # -- search ---------------------------------------------------------------------------
@@ -1122,7 +1125,7 @@ class ClassifierTriggerSearch:
 
     def _log_odds(self, texts: list[str], target: int) -> torch.Tensor:
         """Log-odds of ``target`` (its logit minus the log-sum-exp of the others, nats) for each text: ``[len(texts)]``."""
-        logits = self._logits([self._with_specials(c)[0] for c in self._content_ids(texts, room=2)])
+        logits = self._text_logits(texts)  # the words alone: the same texts as the part test's, run once
         others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
         return logits[:, target] - torch.logsumexp(others, dim=1)
 
