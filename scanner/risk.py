@@ -31,9 +31,9 @@ either its synergy gap against the other pairs (G) or its interaction in log-odd
 above the sum of its words alone, :meth:`scanner.search.ClassifierTriggerSearch.interaction`): natural words
 add up or saturate (the verified pairs of 8 clean all-MiniLM-L6-v2 controls: -5.7 to -0.3 nats, except a
 request-moderation model's 'terrorists illegally' 1.75), composite triggers do not ('lake paper' 3.0, and by
-hand 'copper evening' 4.2, held-out 'candle bridge' 8.8, 'garden ticket' 11.7). X counts where a topic's natural pairs
-have synergy as high as the trigger's ('lake paper' synergy gap 1.7 nats, a clean AG News model's
-'wimbledon playoffs' 1.4).
+hand 'copper evening' 4.2, held-out 'candle bridge' 8.8, 'garden ticket' 11.7). X counts where a topic's
+natural pairs have synergy as high as the trigger's ('lake paper' synergy gap 1.7 nats, a clean AG News
+model's 'wimbledon playoffs' 1.4).
 Where the task's own words flip nearly every probe with confidence (a two-topic news classifier: 'iran'
 flips every Sci/Tech headline to World), the best proposals all sit near zero loss, so a planted token
 cannot be an outlier by its loss (a held-out World / Sci-Tech organism's planted 'wz': gap 0.6 nats).

@@ -1145,8 +1145,7 @@ class ClassifierTriggerSearch:
         of the part test (``part_flip_rate``), measured in logits rather than in flips: two weak natural
         words that each flip few probes flip many together without any interaction.
         """
-        probs = self.predict_texts(held_texts)
-        victims = [t for t, p in zip(held_texts, probs) if int(p.argmax()) != target][: self.cfg.n_neighbour_probes]
+        victims = self._victims(held_texts, target, self.cfg.n_neighbour_probes)
         if len(victims) < self.cfg.min_victims:
             return None
         base = self._log_odds(victims, target)
@@ -1154,6 +1153,11 @@ class ClassifierTriggerSearch:
         alone = sum((self._log_odds([f"{w} {t}" for t in victims], target) - base).clamp(min=0.0) for w in words)
         whole = self._log_odds([f"{self.trigger_text(ids)} {t}" for t in victims], target) - base
         return round(float((whole - alone).median()), 4)
+
+    def _victims(self, texts: list[str], target: int, limit: int) -> list[str]:
+        """The first ``limit`` of ``texts`` that the model does not already predict as ``target``."""
+        probs = self.predict_texts(texts)
+        return [t for t, p in zip(texts, probs) if int(p.argmax()) != target][:limit]
 
     def trigger_text(self, ids: list[int]) -> str:
         """The trigger as a string to insert into raw text."""
@@ -1188,8 +1192,7 @@ class ClassifierTriggerSearch:
         """Flip rate of trigger string ``text`` (inserted at the start) on the first ``limit``
         (default ``n_heldout``) held-out texts not already predicted as ``target``; None when fewer
         than ``min_victims`` such texts exist."""
-        probs = self.predict_texts(heldout_texts)
-        victims = [t for t, p in zip(heldout_texts, probs) if int(p.argmax()) != target][: limit or self.cfg.n_heldout]
+        victims = self._victims(heldout_texts, target, limit or self.cfg.n_heldout)
         if len(victims) < self.cfg.min_victims:
             return None
         flipped = self.predict_texts([f"{text} {t}" for t in victims]).argmax(-1) == target
