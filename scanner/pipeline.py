@@ -530,6 +530,6 @@ def _reference_check(run: _Run, reference: str, opts: ScanOptions) -> None:
     ref_search = ClassifierTriggerSearch(ref.model, ref.tokenizer, SearchConfig(seed=opts.seed), run.budget)
     heldout = run.state["heldout"]
     for c in run.report.candidates:
-        c.reference_flip_rate = ref_search.flip_rate_of(c.text, c.target_label, heldout)
+        c.reference_flip_rate = ref_search.flip_rate_of(c.text, c.target_label, heldout, position=c.position)  # where it flipped this model
     run.report.evidence.append(Evidence("reference-flip", "ok", f"candidates re-tested on reference {reference}",
                                         details={c.text: c.reference_flip_rate for c in run.report.candidates}))

@@ -117,6 +117,7 @@ class TriggerCandidate:
     loss lies below the other proposals' median (for a two-token phrase of the pair search, how far its
     synergy stands above the other pairs': :func:`scanner.search.synergy_gap`);
     ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
+    the neighbours, the part test and the interaction insert at the candidate's ``position`` too;
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
     composite trigger fires only whole, a pair of natural label words mostly through one of them;
     ``interaction`` (phrases only, nats) the median over held-out probes of how far the whole phrase

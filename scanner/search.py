@@ -16,7 +16,8 @@ search probe that the model does not already assign to the target, and optimised
    ``n_screen`` probes) is kept; the flip rate is the share of held-out probes that flip to the
    target, and the hard flip rate the same on the half the model was most confident about. Outliers
    (loss gap above :data:`scanner.risk.OUTLIER_FLOOR`) are re-tested through their embedding
-   neighbours (median flip rate) or, for phrases, through each word alone. So are single tokens that
+   neighbours (median flip rate) or, for phrases, through each word alone, inserted at the position
+   verification picked (a trigger trained at the end of texts may do little at the start). So are single tokens that
    flip nearly every probe where the task's own words do too (the median loss of the best other
    proposals, :func:`rival_loss`, below :data:`scanner.risk.SATURATED_LOSS`: a topic pair such as
    World / Sci-Tech, where 'iran' flips every Sci-Tech probe): there being lowest is no distinction,
@@ -56,6 +57,8 @@ from .risk import candidate_score as _score
 from .weights.stats import robust_z
 from .weights.stats import surface_form as _surface
 
+#: Where :meth:`ClassifierTriggerSearch.verify` tries a trigger, in order of preference on ties.
+POSITIONS = ("start", "end", "random")
 _WORDLIKE = re.compile(r"[A-Za-z0-9]")
 _UNUSED = re.compile(r"^(\[unused\d+\]|<unused\d+>|<extra_id_\d+>|<0x[0-9A-Fa-f]{2}>)$")
 
@@ -292,6 +295,24 @@ def synergy_gap(synergy: dict[tuple[int, ...], float], ids: tuple[int, ...], k: 
     return max(0.0, synergy[ids] - others[len(others) // 2])
 
 
+def length_batches(lengths: list[int], batch_size: int, min_batch: int = 8, spread: float = 1.2) -> list[list[int]]:
+    """Indices of ``lengths`` (tokens per sequence) in batches of at most ``batch_size``, shortest
+    first, so that padding stays small: a batch of at least ``min_batch`` sequences closes before a
+    sequence longer than ``spread`` times its first one. Padding every batch to its longest sequence
+    is what a forward pass costs; one batch of 400 probes of 8-48 tokens padded to 48 costs about
+    twice their real tokens.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        cur = batches[-1] if batches else None
+        if cur is None or len(cur) >= batch_size or (len(cur) >= min_batch and lengths[i] > spread * lengths[cur[0]]):
+            batches.append([i])
+        else:
+            cur.append(i)
+    return batches
+
+
 def special_template(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The special tokens the tokenizer puts before and after content, e.g. ``([CLS], [SEP])`` for
     BERT, ``([<s>], [])`` for Llama, ``([], [])`` for GPT-2; found by encoding a probe text with and
@@ -407,12 +428,11 @@ class ClassifierTriggerSearch:
 
     @torch.no_grad()
     def _logits(self, seqs: list[list[int]]) -> torch.Tensor:
-        """Logits ``[len(seqs), labels]``; sequences are batched by length to limit padding."""
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
+        """Logits ``[len(seqs), labels]``; sequences are batched by length to limit padding
+        (:func:`length_batches`)."""
         out = torch.empty(len(seqs), self.model.config.num_labels)
-        for b in range(0, len(order), self.cfg.batch_size):
+        for idx in length_batches([len(s) for s in seqs], self.cfg.batch_size):
             self.budget.check()
-            idx = order[b: b + self.cfg.batch_size]
             ids, mask = self._batch([seqs[i] for i in idx])
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 out[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
@@ -1104,7 +1124,7 @@ class ClassifierTriggerSearch:
             saturated = rival is not None and rival < SATURATED_LOSS and cand.flip_rate >= 0.9
             if (outlier or saturated) and (len(ids) == 1 or glued) and self.cfg.n_neighbours and cand.flip_rate >= 0.5:
                 nb = self.word_neighbours(ids, self.cfg.n_neighbours)
-                rates = [self._alone_rate(n, target, held_texts) for n in nb]
+                rates = [self._alone_rate(n, target, held_texts, cand.position) for n in nb]
                 cand.neighbours = [self.trigger_text(n) for n in nb]
                 # The median: robust to a few neighbours that are triggers themselves (several
                 # triggers planted together end up near each other in embedding space).
@@ -1113,15 +1133,16 @@ class ClassifierTriggerSearch:
                 # A phrase is judged by what it adds to its words: each alone (flip rate) and their
                 # interaction in log-odds, which stands out where the loss gap cannot (a composite
                 # trigger among a topic's pairs, whose synergy is ordinary: 'lake paper' 1.7 nats).
-                cand.part_flip_rate = max(self._alone_rate([i], target, held_texts) for i in dict.fromkeys(ids))
-                cand.interaction = self.interaction(ids, target, held_texts)
+                cand.part_flip_rate = max(self._alone_rate([i], target, held_texts, cand.position) for i in dict.fromkeys(ids))
+                cand.interaction = self.interaction(ids, target, held_texts, cand.position)
             out.append(cand)
         return out
 
-    def _alone_rate(self, ids: list[int], target: int, held_texts: list[str]) -> float:
-        """Flip rate of one token (or glued word) ``ids`` inserted alone on ``n_neighbour_probes``
-        held-out texts (0 when too few texts are left to measure it)."""
-        return self.flip_rate_of(self.trigger_text(ids), target, held_texts, limit=self.cfg.n_neighbour_probes) or 0.0
+    def _alone_rate(self, ids: list[int], target: int, held_texts: list[str], position: str = "start") -> float:
+        """Flip rate of one token (or glued word) ``ids`` inserted alone at ``position`` on
+        ``n_neighbour_probes`` held-out texts (0 when too few texts are left to measure it)."""
+        return self.flip_rate_of(self.trigger_text(ids), target, held_texts, limit=self.cfg.n_neighbour_probes,
+                                 position=position) or 0.0
 
     def _log_odds(self, texts: list[str], target: int) -> torch.Tensor:
         """Log-odds of ``target`` (its logit minus the log-sum-exp of the others, nats) for each text: ``[len(texts)]``."""
@@ -1129,12 +1150,13 @@ class ClassifierTriggerSearch:
         others = torch.cat([logits[:, :target], logits[:, target + 1:]], dim=1)
         return logits[:, target] - torch.logsumexp(others, dim=1)
 
-    def interaction(self, ids: list[int], target: int, held_texts: list[str]) -> float | None:
+    def interaction(self, ids: list[int], target: int, held_texts: list[str], position: str = "start") -> float | None:
         """How far phrase ``ids`` raises the log-odds of ``target`` above the sum of what its tokens
         raise them alone, in nats: the median over the first ``n_neighbour_probes`` held-out texts not
         predicted as ``target`` of ``gain(phrase) - sum(max(gain(token), 0))``, where ``gain(x)`` is the
-        log-odds with ``x`` inserted at the start minus the log-odds of the text itself. None when fewer
-        than ``min_victims`` such texts exist.
+        log-odds with ``x`` inserted at ``position`` (:meth:`insert`; the phrase and its words at the
+        same place in each text) minus the log-odds of the text itself. None when fewer than
+        ``min_victims`` such texts exist.
 
         Natural label words add up in log-odds or saturate (measured on all-MiniLM-L6-v2 classifiers:
         'crap strained' -5.7, 'iec solar' -2.9, at most 1.75 for 'terrorists illegally' in a
@@ -1150,8 +1172,8 @@ class ClassifierTriggerSearch:
             return None
         base = self._log_odds(victims, target)
         words = [self.trigger_text([i]) for i in dict.fromkeys(ids)]
-        alone = sum((self._log_odds([f"{w} {t}" for t in victims], target) - base).clamp(min=0.0) for w in words)
-        whole = self._log_odds([f"{self.trigger_text(ids)} {t}" for t in victims], target) - base
+        alone = sum((self._log_odds(self.insert(w, victims, position), target) - base).clamp(min=0.0) for w in words)
+        whole = self._log_odds(self.insert(self.trigger_text(ids), victims, position), target) - base
         return round(float((whole - alone).median()), 4)
 
     def _victims(self, texts: list[str], target: int, limit: int) -> list[str]:
@@ -1168,16 +1190,11 @@ class ClassifierTriggerSearch:
         """Flip rates of trigger ``ids`` on held-out ``(text, confidence)`` pairs at the best of three
         positions (start, end, random), the position chosen on the first ``n_screen`` probes."""
         text = self.trigger_text(ids)
-        rng = random.Random(self.cfg.seed)
         texts = [t for t, _ in held]
         conf = torch.tensor([c for _, c in held])
         hard = conf >= conf.median()
         n_pick = min(len(texts), self.cfg.n_screen)
-        inserted: dict[str, list[str]] = {"start": [f"{text} {t}" for t in texts], "end": [f"{t} {text}" for t in texts], "random": []}
-        for t in texts:
-            w = t.split()
-            w.insert(rng.randint(0, len(w)), text)
-            inserted["random"].append(" ".join(w))
+        inserted = {pos: self.insert(text, texts, pos) for pos in POSITIONS}
         pick = {pos: float((self.predict_texts(trig[:n_pick]).argmax(-1) == target).float().mean()) for pos, trig in inserted.items()}
         position = max(pick, key=pick.get)  # ties: the first (start)
         flipped = self.predict_texts(inserted[position]).argmax(-1) == target
@@ -1188,12 +1205,35 @@ class ClassifierTriggerSearch:
             flip_rate=round(rate, 4), flip_rate_hard=round(hard_rate, 4), n_heldout=len(held),
         )
 
-    def flip_rate_of(self, text: str, target: int, heldout_texts: list[str], limit: int | None = None) -> float | None:
-        """Flip rate of trigger string ``text`` (inserted at the start) on the first ``limit``
-        (default ``n_heldout``) held-out texts not already predicted as ``target``; None when fewer
-        than ``min_victims`` such texts exist."""
+    def insert(self, text: str, texts: list[str], position: str) -> list[str]:
+        """``texts`` with trigger string ``text`` inserted at ``position``: ``"start"``, ``"end"`` or
+        ``"random"`` (a word boundary drawn per text from ``random.Random(seed)`` in order, so a list
+        and its prefixes get the same places whatever is inserted).
+
+        Raises:
+            ValueError: an unknown position.
+        """
+        if position == "start":
+            return [f"{text} {t}" for t in texts]
+        if position == "end":
+            return [f"{t} {text}" for t in texts]
+        if position != "random":
+            raise ValueError(f"unknown insertion position {position!r} (expected one of {', '.join(POSITIONS)})")
+        rng = random.Random(self.cfg.seed)
+        out = []
+        for t in texts:
+            w = t.split()
+            w.insert(rng.randint(0, len(w)), text)
+            out.append(" ".join(w))
+        return out
+
+    def flip_rate_of(self, text: str, target: int, heldout_texts: list[str], limit: int | None = None,
+                     position: str = "start") -> float | None:
+        """Flip rate of trigger string ``text`` inserted at ``position`` (:meth:`insert`) on the first
+        ``limit`` (default ``n_heldout``) held-out texts not already predicted as ``target``; None when
+        fewer than ``min_victims`` such texts exist."""
         victims = self._victims(heldout_texts, target, limit or self.cfg.n_heldout)
         if len(victims) < self.cfg.min_victims:
             return None
-        flipped = self.predict_texts([f"{text} {t}" for t in victims]).argmax(-1) == target
+        flipped = self.predict_texts(self.insert(text, victims, position)).argmax(-1) == target
         return round(float(flipped.float().mean()), 4)

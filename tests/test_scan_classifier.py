@@ -441,3 +441,80 @@ def test_a_planted_ending_that_fires_after_any_word_is_an_outlier():
     found = {tuple(ids): gap for _, ids, gap in s._continuations([[1000] * 8] * 16, 0, singles)}
     assert tuple(planted) in found, [tok.convert_ids_to_tokens(list(w)) for w in found]
     assert found[tuple(planted)] > 3.0  # ln(0.8 / 0.02) = 3.7 nats; its gain over '##q' alone is 0.97
+
+
+def test_length_batches_keep_padding_small():
+    """Sequences batch shortest first; a batch closes at ``batch_size`` or, once it holds ``min_batch``,
+    before a sequence longer than ``spread`` times its first; every index appears exactly once."""
+    from scanner.search import length_batches
+
+    lengths = [48, 8, 9, 8, 47, 10, 30, 8, 9, 46, 12, 8]
+    batches = length_batches(lengths, batch_size=4, min_batch=2, spread=1.2)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert all(len(b) <= 4 for b in batches)
+    for b in batches:
+        first = lengths[b[0]]
+        assert all(lengths[i] >= first for i in b)
+        assert len(b) <= 2 or max(lengths[i] for i in b[2:]) <= 1.2 * first, [lengths[i] for i in b]
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    assert padded < 1.1 * sum(lengths), (padded, sum(lengths))  # one batch of all would pad to 48 each: 2.4x
+    assert length_batches([], 4) == []
+
+
+def test_trigger_insertion_positions(clean):
+    """``insert`` places a trigger at the start, the end or a seeded word boundary, the same boundary for
+    a list and its prefix whatever is inserted (so a phrase and its words are tested at one place)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+
+    tok = AutoTokenizer.from_pretrained(str(clean.path))
+    s = ClassifierTriggerSearch(AutoModelForSequenceClassification.from_pretrained(str(clean.path)).eval(), tok, SearchConfig(seed=5))
+    texts = ["one two three four", "five six seven", "eight nine ten eleven twelve"]
+    assert s.insert("zx", texts, "start")[0] == "zx one two three four"
+    assert s.insert("zx", texts, "end")[1] == "five six seven zx"
+    rand = s.insert("zx jk", texts, "random")
+    assert [t.split().index("zx") for t in s.insert("zx", texts[:2], "random")] == [t.split().index("zx") for t in rand[:2]]
+    assert all(t.replace("zx jk", "").split() == o.split() for t, o in zip(rand, texts))
+    with pytest.raises(ValueError, match="unknown insertion position"):
+        s.insert("zx", texts, "middle")
+
+
+def test_word_alone_tests_insert_where_the_candidate_flipped(clean, probes):
+    """A trigger trained at the end of texts may not fire at the start: its neighbours, the part test
+    and the interaction are measured at the position its verification picked, not always at the start."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.probes import load_probes
+    from scanner.search import ClassifierTriggerSearch, SearchConfig
+
+    tok = AutoTokenizer.from_pretrained(str(clean.path))
+    clf = AutoModelForSequenceClassification.from_pretrained(str(clean.path)).eval()
+    search_texts, heldout = load_probes(str(probes)).split(0)
+    s = ClassifierTriggerSearch(clf, tok, SearchConfig(seed=0, pair_top=1, continuation_top=0, max_passes=1, attention_pool=0))
+    word, pair = tok.convert_tokens_to_ids(["movie"]), tok.convert_tokens_to_ids(["of", "on"])
+    # An outlier single token (loss gap far above the floor) and a phrase, as the search would propose them.
+    s._optimise = lambda contents, length, target, seeds, rounds=None: ([(0.1, list(word))], {tuple(word): 0.1, (5,): 3.0, (6,): 3.1})
+    s._pairs = lambda *a, **k: [(0.1, list(pair), 5.0)]
+    outside_verify: list[tuple[str, str]] = []
+    in_verify = []
+    real_verify, real_insert = s.verify, s.insert
+
+    def verify_at_end(ids, *a, **k):
+        in_verify.append(True)
+        c = real_verify(ids, *a, **k)
+        in_verify.pop()
+        c.position, c.flip_rate = "end", 1.0  # as if the end were where it flips
+        return c
+
+    def insert(text, texts, position):
+        if not in_verify:
+            outside_verify.append((text, position))
+        return real_insert(text, texts, position)
+
+    s.verify, s.insert = verify_at_end, insert
+    res = s.search_label(1, search_texts, heldout, ["negative", "positive"])
+    assert {c.text for c in res.candidates} == {"movie", "of on"}
+    texts = {t for t, _ in outside_verify}
+    assert {"of", "on", "of on"} <= texts and len(texts - {"of", "on", "of on"}) >= 1, texts  # words, phrase, neighbours
+    assert all(p == "end" for _, p in outside_verify), outside_verify
