@@ -473,18 +473,23 @@ class ClassifierTriggerSearch:
         """First-order loss change of swapping each slot to each token: ``[len(trigger), V]``."""
         self.budget.check()
         seqs, starts = self._insert(contents, trigger)
-        ids, mask = self._batch(seqs)
         one_hot = F.one_hot(torch.tensor(trigger), self.vocab_size).to(self.emb.dtype).requires_grad_(True)  # [T, V]
-        slot = one_hot @ self.emb  # [T, d]
-        embeds = self.emb[ids].detach().clone()
-        for i, s in enumerate(starts):
-            embeds[i, s: s + len(trigger)] = 0
-        embeds = embeds + self._scatter(slot, starts, ids.shape)
-        logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
-        self.forward_sequences += ids.shape[0]
-        self.forward_tokens += ids.numel()  # the backward pass through them is not counted
-        loss = F.cross_entropy(logits, torch.full((len(seqs),), target, dtype=torch.long))
-        (grad,) = torch.autograd.grad(loss, one_hot)
+        grad = torch.zeros_like(one_hot)
+        # Batched by length like the exact evaluations (48 probes of 7-42 tokens: 30% faster); the
+        # mean loss is the sum of each batch's summed loss over all sequences, so the gradient is the same.
+        for idx in length_batches([len(q) for q in seqs], self.cfg.batch_size):
+            ids, mask = self._batch([seqs[i] for i in idx])
+            at = [starts[i] for i in idx]
+            slot = one_hot @ self.emb  # [T, d]; rebuilt per batch: each backward frees its graph
+            embeds = self.emb[ids].detach().clone()
+            for i, s in enumerate(at):
+                embeds[i, s: s + len(trigger)] = 0
+            embeds = embeds + self._scatter(slot, at, ids.shape)
+            logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
+            self.forward_sequences += ids.shape[0]
+            self.forward_tokens += ids.numel()  # the backward pass through them is not counted
+            loss = F.cross_entropy(logits, torch.full((len(idx),), target, dtype=torch.long), reduction="sum") / len(seqs)
+            grad += torch.autograd.grad(loss, one_hot)[0]
         return grad
 
     @staticmethod

@@ -518,3 +518,25 @@ def test_word_alone_tests_insert_where_the_candidate_flipped(clean, probes):
     texts = {t for t, _ in outside_verify}
     assert {"of", "on", "of on"} <= texts and len(texts - {"of", "on", "of on"}) >= 1, texts  # words, phrase, neighbours
     assert all(p == "end" for _, p in outside_verify), outside_verify
+
+
+def test_gradient_batched_by_length_equals_one_batch(clean, probes, monkeypatch):
+    """The slot gradient is taken in length batches (a sum of per-batch summed losses over all
+    sequences); it must equal the gradient of the mean loss over one padded batch."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import scanner.search as S
+    from scanner.probes import load_probes
+
+    tok = AutoTokenizer.from_pretrained(str(clean.path))
+    clf = AutoModelForSequenceClassification.from_pretrained(str(clean.path)).eval()
+    texts, _ = load_probes(str(probes)).split(0)
+    s = S.ClassifierTriggerSearch(clf, tok, S.SearchConfig(batch_size=256))
+    contents = [ids[: 3 + i % 9] for i, ids in enumerate(s._content_ids(texts[:40], room=6))]
+    assert len(S.length_batches([len(c) + 4 for c in contents], 256)) > 1  # the case under test: several batches
+    batched = s._gradient(contents, [4, 4], 1)
+    monkeypatch.setattr(S, "length_batches", lambda lengths, batch_size, **k: [list(range(len(lengths)))])  # one padded batch
+    one = s._gradient(contents, [4, 4], 1)
+    assert batched.shape == one.shape == (2, clf.get_input_embeddings().weight.shape[0])
+    assert torch.allclose(batched, one, atol=1e-5), float((batched - one).abs().max())
