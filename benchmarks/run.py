@@ -309,6 +309,19 @@ def _forward_tokens(evidence: list[dict[str, Any]]) -> int | None:
     return sum(stages.values()) + sum(v for k, v in scalars.items() if k not in stages)
 
 
+def _search_cost(rep: dict[str, Any]) -> dict[str, Any] | None:
+    """Where a classifier search spent its time: seconds (the report's ``search.<part>`` timings) and
+    forward tokens by part of the search, and the sequences answered from its cache (``details`` of the
+    search evidence); None for other scans."""
+    for ev in rep.get("evidence") or []:
+        d = ev.get("details") or {}
+        if "forward_tokens_by_part" in d:
+            seconds = {k.split(".", 1)[1]: v for k, v in (rep.get("timings") or {}).items() if k.startswith("search.")}
+            return {"seconds_by_part": seconds, "forward_tokens_by_part": d.get("forward_tokens_by_part"),
+                    "cached_sequences": d.get("cached_sequences")}
+    return None
+
+
 def summarise_report(rep: dict[str, Any]) -> dict[str, Any]:
     """What the benchmark keeps of a JSON report: verdict, risk score, completeness, forward tokens,
     the top classifier ``candidates`` and chat-model ``lm_candidates``, labels, timings and errors."""
@@ -320,6 +333,7 @@ def summarise_report(rep: dict[str, Any]) -> dict[str, Any]:
     return {
         "verdict": rep.get("verdict"), "level": risk.get("level"), "score": risk.get("score"), "complete": rep.get("complete"),
         "forward_tokens": _forward_tokens(rep.get("evidence") or []),
+        "search_cost": _search_cost(rep),
         "candidates": [{k: c.get(k) for k in keep} for c in cands[:8]],
         "lm_candidates": [{k: c.get(k) for k in lm_keep if k in c} for c in lm[:8]],
         "labels": (rep.get("model") or {}).get("labels") or [],

@@ -440,6 +440,10 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         run.report.candidates.extend(res.candidates)
     details["forward_sequences"] = searcher.forward_sequences
     details["forward_tokens"] = searcher.forward_tokens  # padded batch x length, forward passes only
+    details["cached_sequences"] = searcher.cached_sequences  # evaluated again, answered from the search's cache
+    details["forward_tokens_by_part"] = dict(searcher.tokens_by_part)
+    # Wall seconds go with the report's other timings (a report is otherwise the same on every run).
+    run.report.timings.update({f"search.{k}": round(v, 3) for k, v in searcher.seconds.items()})
     details["precision"] = searcher.precision  # of the exact evaluations (bf16 autocast where the CPU has it natively)
     run.report.candidates.sort(key=lambda c: (-c.flip_rate, c.search_loss))
     best = run.report.candidates[0] if run.report.candidates else None

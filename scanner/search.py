@@ -43,6 +43,7 @@ import random
 import re
 import statistics
 import string
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -57,6 +58,9 @@ from .risk import candidate_score as _score
 from .weights.stats import robust_z
 from .weights.stats import surface_form as _surface
 
+#: Most token sequences whose logits one search keeps (:meth:`ClassifierTriggerSearch._logits`): a
+#: standard scan of the two-label ``sst2-clean`` ran 17,205 distinct sequences (a few MB of cache).
+SEQUENCE_CACHE_LIMIT = 200_000
 #: Where :meth:`ClassifierTriggerSearch.verify` tries a trigger, in order of preference on ties.
 POSITIONS = ("start", "end", "random")
 _WORDLIKE = re.compile(r"[A-Za-z0-9]")
@@ -397,6 +401,17 @@ class ClassifierTriggerSearch:
         self.forward_tokens = 0
         self.prefix, self.suffix = special_template(tokenizer)
         self._pred_cache: dict[tuple[str, ...], torch.Tensor] = {}
+        self._seq_cache: dict[tuple[int, ...], torch.Tensor] = {}  # token ids (specials included) -> logits [labels]
+        #: Sequences whose logits came from the per-search cache instead of the model (:meth:`_logits`).
+        self.cached_sequences = 0
+        #: Wall seconds per part of the search, summed over labels and passes: ``attention`` (the
+        #: attention pool's sweep), ``tokens`` (the gradient search), ``phrases`` (two-token pairs with
+        #: their anchors' sweeps), ``endings`` (word endings), ``verify`` (held-out verification,
+        #: neighbours, words alone).
+        self.seconds: dict[str, float] = {}
+        #: :attr:`forward_tokens` by the same parts (``other``: outside them, e.g. the probes' own labels).
+        self.tokens_by_part: dict[str, int] = {}
+        self._part = "other"
         self._attention_pool: list[int] | None = None
         self._salient: list[int] = []  # every word-like token, by the attention sweep's first pass
         self._fillers: list[list[int]] = []
@@ -428,17 +443,30 @@ class ClassifierTriggerSearch:
 
     @torch.no_grad()
     def _logits(self, seqs: list[list[int]]) -> torch.Tensor:
-        """Logits ``[len(seqs), labels]``; sequences are batched by length to limit padding
-        (:func:`length_batches`)."""
-        out = torch.empty(len(seqs), self.model.config.num_labels)
-        for idx in length_batches([len(s) for s in seqs], self.cfg.batch_size):
-            self.budget.check()
-            ids, mask = self._batch([seqs[i] for i in idx])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                out[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
-            self.forward_sequences += ids.shape[0]
-            self.forward_tokens += ids.numel()
-        return out
+        """Logits ``[len(seqs), labels]``. Each distinct token sequence runs through the model once per
+        search: the stages screen the same tokens on the same probes again (a pass after a trigger was
+        neutralised, the pieces of a word the one-token search already screened), so logits are kept
+        per sequence, up to :data:`SEQUENCE_CACHE_LIMIT` of them. The sequences that do run are batched
+        by length to limit padding (:func:`length_batches`)."""
+        keys = [tuple(s) for s in seqs]
+        known = {k: self._seq_cache[k] for k in keys if k in self._seq_cache}
+        missing = [k for k in dict.fromkeys(keys) if k not in known]
+        self.cached_sequences += len(keys) - len(missing)
+        if missing:
+            fresh = torch.empty(len(missing), self.model.config.num_labels)
+            for idx in length_batches([len(k) for k in missing], self.cfg.batch_size):
+                self.budget.check()
+                ids, mask = self._batch([list(missing[i]) for i in idx])
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                    fresh[idx] = self.model(input_ids=ids, attention_mask=mask).logits.float()
+                self.forward_sequences += ids.shape[0]
+                self._count(ids.numel())
+            room = SEQUENCE_CACHE_LIMIT - len(self._seq_cache)
+            for i, k in enumerate(missing):
+                known[k] = fresh[i]
+                if i < room:
+                    self._seq_cache[k] = fresh[i]
+        return torch.stack([known[k] for k in keys]) if keys else torch.empty(0, self.model.config.num_labels)
 
     def predict_texts(self, texts: list[str]) -> torch.Tensor:
         """Class probabilities ``[len(texts), num_labels]`` of raw texts (cached per text list)."""
@@ -487,7 +515,7 @@ class ClassifierTriggerSearch:
             embeds = embeds + self._scatter(slot, at, ids.shape)
             logits = self.model(inputs_embeds=embeds, attention_mask=mask).logits.float()
             self.forward_sequences += ids.shape[0]
-            self.forward_tokens += ids.numel()  # the backward pass through them is not counted
+            self._count(ids.numel())  # the backward pass through them is not counted
             loss = F.cross_entropy(logits, torch.full((len(idx),), target, dtype=torch.long), reduction="sum") / len(seqs)
             grad += torch.autograd.grad(loss, one_hot)[0]
         return grad
@@ -804,7 +832,7 @@ class ClassifierTriggerSearch:
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 out = self.model(input_ids=ids, attention_mask=mask, output_attentions=True)
             self.forward_sequences += ids.shape[0]
-            self.forward_tokens += ids.numel()
+            self._count(ids.numel())
             att = getattr(out, "attentions", None)
             if not att or any(a is None for a in att[-layers:]):  # a kernel that computes no weights
                 yield None, starts, chunk
@@ -1056,7 +1084,8 @@ class ClassifierTriggerSearch:
             return res
         contents = self._content_ids(victims, room)
         held_texts = [t for t, _ in held]
-        pool = self.attention_pool(search_texts) if self.cfg.pair_top else []
+        with self._timed("attention"):
+            pool = self.attention_pool(search_texts) if self.cfg.pair_top else []
         allowed = self.allowed.clone()
         seeds = list(seeds or [])
         last: list[TriggerCandidate] = []
@@ -1092,7 +1121,8 @@ class ClassifierTriggerSearch:
         found: list[tuple[float, list[int], float]] = []
         rivals: dict[tuple[int, ...], float | None] = {}  # single tokens: median loss of the best other proposals
         for length in self.cfg.lengths:
-            ranked, screened = self._optimise(contents, length, target, seeds, rounds=None if phrases else 1)
+            with self._timed("tokens"):
+                ranked, screened = self._optimise(contents, length, target, seeds, rounds=None if phrases else 1)
             for loss, ids in ranked[: self.cfg.n_verify]:
                 # Compared with proposals of the same length: two natural sentiment words beat one
                 # by far, so a phrase is an outlier only among phrases.
@@ -1100,11 +1130,21 @@ class ClassifierTriggerSearch:
                 if length == 1:
                     rivals[tuple(ids)] = rival_loss(screened, tuple(ids))
             if phrases and length == 1 and self.cfg.pair_top:
-                found += self._pairs(contents, target, screened, seeds, pool)
+                with self._timed("phrases"):
+                    found += self._pairs(contents, target, screened, seeds, pool)
             if phrases and length == 1 and self.cfg.continuation_top:
-                words = self._continuations(contents, target, screened)
+                with self._timed("endings"):
+                    words = self._continuations(contents, target, screened)
                 found += words
                 rivals.update((tuple(ids), rival_loss(screened, tuple(ids))) for _, ids, _ in words)  # a glued word is one word
+        with self._timed("verify"):
+            return self._verify_found(found, rivals, target, held, held_texts, label_names)
+
+    def _verify_found(self, found: list[tuple[float, list[int], float]], rivals: dict[tuple[int, ...], float | None],
+                      target: int, held: list[tuple[str, float]], held_texts: list[str],
+                      label_names: list[str]) -> list[TriggerCandidate]:
+        """Verify the pass's proposals ``(loss, ids, gap)`` in order and run the neighbour, word-alone
+        and interaction tests where they apply (:meth:`_search_pass`)."""
         out: list[TriggerCandidate] = []
         working: set[int] = set()
         done: set[tuple[int, ...]] = set()
@@ -1142,6 +1182,22 @@ class ClassifierTriggerSearch:
                 cand.interaction = self.interaction(ids, target, held_texts, cand.position)
             out.append(cand)
         return out
+
+    @contextmanager
+    def _timed(self, part: str):
+        """Add the wall seconds of the ``with`` block to :attr:`seconds` under ``part``, and its forward
+        tokens to :attr:`tokens_by_part`."""
+        t0, outer, self._part = time.perf_counter(), self._part, part
+        try:
+            yield
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - t0
+            self._part = outer
+
+    def _count(self, tokens: int) -> None:
+        """Count ``tokens`` run forward (padding included) in :attr:`forward_tokens` and under the current part."""
+        self.forward_tokens += tokens
+        self.tokens_by_part[self._part] = self.tokens_by_part.get(self._part, 0) + tokens
 
     def _alone_rate(self, ids: list[int], target: int, held_texts: list[str], position: str = "start") -> float:
         """Flip rate of one token (or glued word) ``ids`` inserted alone at ``position`` on

@@ -331,6 +331,8 @@ def test_end_to_end_over_a_tiny_fake_zoo(backdoored, clean, probes, tmp_path, mo
         o = r["ours"]
         assert o["exit"] in (0, 1) and not o["guard_stopped"] and o["complete"]
         assert o["forward_tokens"] and o["forward_tokens"] > 0 and o["peak_rss_mib"] > 0
+        cost = o["search_cost"]  # where the classifier search spent its time
+        assert cost["seconds_by_part"]["tokens"] > 0 and 0 < sum(cost["forward_tokens_by_part"].values()) <= o["forward_tokens"]
         assert r["name"] not in " ".join(o["argv"]) and str(zoo) not in " ".join(o["argv"])
         assert "embedding-drift" in r["baselines"]
     agg = next(a for a in result["aggregates"]["ours"] if a["family"] == "badnets")

@@ -540,3 +540,31 @@ def test_gradient_batched_by_length_equals_one_batch(clean, probes, monkeypatch)
     one = s._gradient(contents, [4, 4], 1)
     assert batched.shape == one.shape == (2, clf.get_input_embeddings().weight.shape[0])
     assert torch.allclose(batched, one, atol=1e-5), float((batched - one).abs().max())
+
+
+def test_logits_run_each_distinct_sequence_once(clean, probes):
+    """Exact evaluations keep logits per token sequence for the search: a sequence seen before (in this
+    call or an earlier one) is answered from the cache, not run again, with the logits a fresh search
+    computes for it; the forward counters count only what ran."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import scanner.search as S
+    from scanner.probes import load_probes
+
+    tok = AutoTokenizer.from_pretrained(str(clean.path))
+    clf = AutoModelForSequenceClassification.from_pretrained(str(clean.path)).eval()
+    texts, _ = load_probes(str(probes)).split(0)
+    s = S.ClassifierTriggerSearch(clf, tok, S.SearchConfig(batch_size=8))
+    contents = s._content_ids(texts[:12], room=4)
+    first = s._losses(contents, [[5], [6], [5]], 1)  # [5] twice in one call
+    assert s.forward_sequences == 2 * len(contents) and s.cached_sequences == len(contents)
+    tokens = s.forward_tokens
+    again = s._losses(contents[:6], [[6], [7]], 1)  # [6] on the first 6 probes: seen
+    assert s.forward_sequences == 2 * len(contents) + 6 and s.cached_sequences == len(contents) + 6
+    assert s.forward_tokens > tokens
+    fresh = S.ClassifierTriggerSearch(clf, tok, S.SearchConfig(batch_size=8))
+    assert torch.allclose(first, fresh._losses(contents, [[5], [6], [5]], 1), atol=1e-5)
+    assert torch.allclose(again, fresh._losses(contents[:6], [[6], [7]], 1), atol=1e-5)
+    assert first[0] == first[2]
+    assert s._logits([]).shape == (0, clf.config.num_labels)
