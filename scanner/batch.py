@@ -455,8 +455,10 @@ def _test_kill(job: Job) -> None:
 
 def _init_worker() -> None:
     """Pool worker start: Ctrl-C goes to the parent only (it stops the batch and kills the workers),
-    so that an interrupted scan is never recorded as finished."""
+    so that an interrupted scan is never recorded as finished; SIGTERM, which the parent turns into an
+    interrupt while the batch runs, kills a worker as usual."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _one_line(message: object) -> str:

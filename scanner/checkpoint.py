@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .budget import BudgetExceeded
-from .errors import CorruptCheckpoint, InsufficientMemory, ScannerError, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
+from .errors import BaseNotFound, CorruptCheckpoint, InsufficientMemory, ScannerError, TargetNotFound, UnsafeCheckpoint, UnsupportedModel
 from .formats import CONTAINER_FORMATS, SUFFIX_FORMATS, sha256_file, sniff_file, tensor_elements, validate_gguf, validate_safetensors
 from . import rules
 from .report import FileDigest, Finding, ModelFacts, StageError
@@ -333,7 +333,7 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
             ``model_skipped`` instead of raising, so that the weight statistics still run.
 
     Raises:
-        CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound, InsufficientMemory.
+        CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound, BaseNotFound (an adapter's base), InsufficientMemory.
         Raised errors carry what was inspected before the failure in ``exc.partial``.
     """
     _quiet_transformers()
@@ -416,7 +416,8 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         ``(model, tokenizer or None, problems)``.
 
     Raises:
-        UnsupportedModel: transformers cannot build this architecture without remote code.
+        UnsupportedModel: transformers does not know this architecture (building it would need code from the checkpoint).
+        UnsafeCheckpoint: a pickle weight file that torch.load(weights_only=True) refuses.
         CorruptCheckpoint: config or weights do not load, or the checkpoint lacks needed weights.
         InsufficientMemory: see :func:`scanner.resources.check_fits`.
     """
@@ -525,8 +526,16 @@ _UNKNOWN_MODEL_HINTS = ("model type", "model_type", "unrecognized", "does not re
 
 def _load_error(name: str, exc: BaseException) -> ScannerError:
     msg = _first_line(exc) or type(exc).__name__
+    if "weights only load failed" in str(exc).lower() or "weights_only" in str(exc):
+        # torch's message goes on to advise weights_only=False, i.e. running the pickle: never repeated here
+        return UnsafeCheckpoint(f"{name}: a pickle weight file holds objects other than tensors, which torch.load(weights_only=True) "
+                                "refuses; the scanner never unpickles a file fully (treat the checkpoint as untrusted)")
+    if "ignore_mismatched_sizes" in str(exc):  # transformers points at a log report the scanner does not show
+        return CorruptCheckpoint(f"{name}: its weights do not have the shapes config.json describes (a num_labels, id2label, "
+                                 "vocab_size or hidden size that disagrees with the tensors)")
     if isinstance(exc, KeyError) or (isinstance(exc, ValueError) and any(h in msg.lower() for h in _UNKNOWN_MODEL_HINTS)):
-        return UnsupportedModel(f"{name}: transformers cannot load this model without remote code ({msg})")
+        return UnsupportedModel(f"{name}: transformers does not know this model type or class, and the scanner never runs code "
+                                f"from a checkpoint to build it ({msg})")
     if isinstance(exc, ValueError):
         return CorruptCheckpoint(f"{name}: invalid model configuration ({msg})")
     if isinstance(exc, OSError):
@@ -640,12 +649,17 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
         insp.raise_for_weights()
         base_spec = base or acfg.get("base_model_name_or_path")
         if not base_spec or not isinstance(base_spec, str):
-            raise TargetNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
+            raise BaseNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
         if not insp.has_safetensors and not any(f.code == rules.PICKLE_FILE.code for f in ck.findings):
             raise CorruptCheckpoint(f"{folder.name}: no adapter weights (adapter_model.safetensors) found")
         if not insp.has_safetensors and not allow_pickle:
             raise UnsafeCheckpoint(f"{folder.name}: adapter weights are not safetensors; refusing to unpickle (--allow-pickle)")
-        base_target = resolve(base_spec, offline=offline)
+        try:
+            base_target = resolve(base_spec, offline=offline)
+        except TargetNotFound as exc:  # the adapter itself is here: its files and findings are still reported
+            origin = "--base" if base else "adapter_config.json"
+            raise BaseNotFound(f"{folder.name}: its base model {base_spec!r} (from {origin}) was not found: {exc}; "
+                               "pass --base MODEL") from None
         if base_target.kind not in {"folder", "hub"}:
             raise UnsupportedModel(f"{base_spec}: an adapter's base must be a safetensors model folder or hub ID")
         base_insp = inspect_folder(base_target.path, allow_pickle=allow_pickle)

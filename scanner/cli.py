@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from rich.console import Console
 
 from . import formats_out
 from .config import ConfigFile, env_var, load_config
-from .errors import BadInput, ExitCode, ScannerError, TargetNotFound
+from .errors import BadInput, ExitCode, ScannerError, TargetNotFound, Terminated
 from .policy import exit_code  # noqa: F401 - the gate; re-exported for callers of scanner.cli
 from .report import Report, RiskLevel
 
@@ -36,8 +37,33 @@ _LEVELS = [lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]
 
 
 def _one_line(message: object) -> str:
-    """A message as one line (file names may hold line breaks)."""
-    return " ".join(str(message).splitlines()) or "unknown error"
+    """A message as one line (file names may hold line breaks), terminal controls made visible."""
+    from .formats_out._text import printable
+
+    return printable(" ".join(str(message).splitlines())) or "unknown error"
+
+
+@contextmanager
+def _sigterm_stops_like_ctrl_c():
+    """While the block runs, SIGTERM (``timeout``, a cancelled CI job, ``kill``) raises
+    :class:`scanner.errors.Terminated`, a KeyboardInterrupt: the scan stops as on Ctrl-C and its report,
+    marked incomplete, is still written. The previous handler is restored afterwards; off the main
+    thread (where Python cannot set handlers) nothing changes."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Terminated("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _fail(message: str) -> "NoReturn":  # noqa: F821
@@ -129,6 +155,11 @@ class _Progress:
     def __call__(self, stage: str, message: str) -> None:
         if self.quiet:
             return
+        from rich.markup import escape
+
+        from .formats_out._text import printable
+
+        message = escape(printable(message))  # it may quote tokens and names of the checkpoint: never markup
         if not _err.is_terminal:
             _err.print(f"[dim]\\[{stage}][/dim] {message}")
             return
@@ -176,16 +207,18 @@ def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> 
         except OSError as exc:
             _fail(f"cannot write the report to {output}: {exc.strerror or exc}")
         if fmt == "auto" and tty:
+            from .formats_out._text import printable_report
             from .render import render
 
-            render(report, _stdout_console())
+            render(printable_report(report), _stdout_console())
         elif not quiet:
             click.echo(f"{concrete} report written to {output}", err=True)
         return
     if concrete == "human":
+        from .formats_out._text import printable_report
         from .render import render
 
-        render(report, _stdout_console())
+        render(printable_report(report), _stdout_console())
     else:
         click.echo(formats_out.render(report, concrete, root=Path.cwd()), nl=False)
 
@@ -335,7 +368,8 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
                            time_budget=time_budget, seed=seed, allow_pickle=allow_pickle, only=tuple(only) or None, threads=threads,
                            max_memory=parse_size(max_memory) if max_memory is not None else None, stage_timeout=stage_timeout,
                            precision=precision)
-        report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang)
+        with _sigterm_stops_like_ctrl_c():
+            report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang)
         overrides = dict(s.split("=", 1) for s in severity)
         report = apply_policy(report, suppress, overrides, fail_on)
     except ScannerError as exc:
@@ -361,7 +395,7 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
         _err.print(f"verdict: {report.verdict} (risk score {report.risk.score:.3f}, level {report.risk.level}); "
                    f"exit {int(code)} (gate: fail at {fail_on} or above{', the default' if default else ''})", highlight=False)
     if not report.complete:
-        what = _one_line("; ".join([e.message for e in report.errors] + report.not_analysed))[:400]
+        what = _one_line("; ".join(dict.fromkeys([e.message for e in report.errors] + report.not_analysed)))[:400]  # each reason once
         if code == ExitCode.ERROR:
             click.echo("error: scan incomplete: " + what, err=True)
         else:
@@ -445,7 +479,8 @@ def scan_many(target_list: str, output_dir: str, workers, ray_address, retries, 
         overrides = dict(s.split("=", 1) for s in shared["severity"])
         opts = BatchOptions(scan=scan_opts, fail_on=shared["fail_on"], suppress=tuple(shared["suppress"]), severity=overrides,
                             workers=workers, ray=ray_address, retries=retries, force=force, gpus_per_scan=gpus_per_scan)
-        result = run_batch(targets, output_dir, opts, progress=_batch_progress(quiet))
+        with _sigterm_stops_like_ctrl_c():
+            result = run_batch(targets, output_dir, opts, progress=_batch_progress(quiet))
     except ScannerError as exc:
         _fail(str(exc))
     _print_batch(result)
@@ -464,6 +499,8 @@ def _print_batch(result: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from .formats_out._text import printable
+
     table = Table(title=f"scan-many ({result.backend}, {result.workers} workers)", title_justify="left")
     for col, just in (("target", "left"), ("revision", "left"), ("verdict", "left"), ("score", "right"), ("top candidate", "left"),
                       ("wall s", "right"), ("status", "left"), ("error", "left")):
@@ -472,7 +509,7 @@ def _print_batch(result: Any) -> None:
         rev = (r.revision or "-")[:12]
         cells = [r.target, rev, r.verdict or "-", f"{r.score:.3f}" if r.score is not None else "-", r.top_candidate or "-",
                  f"{r.wall_seconds:.1f}", r.status + (" (reused)" if r.reused else ""), _one_line(r.error)[:200] if r.error else ""]
-        table.add_row(*(Text(c) for c in cells))
+        table.add_row(*(Text(printable(c)) for c in cells))  # target names and candidate texts: no terminal controls
     Console(highlight=False, width=None if _stdout_is_tty() else 200).print(table)
 
 
@@ -518,6 +555,10 @@ def report_diff(old: str, new: str, fmt: str, output: str | None, exit_code: boo
     else:
         lines = d.summary_lines()
         text = (f"{old} -> {new}\n" + ("\n".join(lines) if lines else "no changes")) + "\n"
+    if fmt != "json":  # names and tokens from the checkpoints: no terminal controls
+        from .formats_out._text import printable
+
+        text = printable(text)
     if output:
         try:
             Path(output).write_text(text, encoding="utf-8")

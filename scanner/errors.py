@@ -35,6 +35,19 @@ class TargetNotFound(ScannerError):
     kind = "target not found"
 
 
+class BaseNotFound(ScannerError):
+    """The target exists, but the model it builds on (a LoRA adapter's base, from ``adapter_config.json``
+    or ``--base``) could not be resolved; unlike :class:`TargetNotFound`, what was inspected of the
+    target (its files and findings) is still reported."""
+
+    kind = "base model not found"
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to stop (SIGTERM: ``timeout``, a cancelled CI job, ``kill``); the CLI raises
+    it from its signal handler so that the scan stops as on Ctrl-C and still writes its report."""
+
+
 class UnsafeCheckpoint(ScannerError):
     """The checkpoint could only be loaded by executing code from it (pickle, remote code)."""
 

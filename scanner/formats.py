@@ -103,12 +103,12 @@ def sniff_file(path: Path) -> Sniffed:
         primary = "safetensors"  # framed like safetensors but fails strict validation (see safetensors_error)
     else:
         stripped = head.lstrip()
-        if stripped[:1] in (b"{", b"["):
+        after = stripped[1:].lstrip()[:1]  # a JSON array goes on with a value: a BERT vocab.txt's '[PAD]' does not
+        if stripped[:1] == b"{" or (stripped[:1] == b"[" and (after in (b'"', b"[", b"{", b"]", b"-", b"t", b"f", b"n", b"") or after.isdigit())):
             primary = "json"
         else:
             try:
-                head.decode("utf-8")
-                primary = "text"
+                primary = "unknown" if "\x00" in head.decode("utf-8") else "text"  # NUL bytes: binary, not text
             except UnicodeDecodeError:
                 primary = "unknown"
     return Sniffed(primary, formats, tensors, st_error if framed and tensors is None else None)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 from . import __version__
 from .budget import Budget, BudgetExceeded, Watchdog
 from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint
-from .errors import BadInput, ScannerError
+from .errors import BadInput, ScannerError, Terminated, UnsupportedModel
 from .probes import ProbeSet, broad_probes, default_probes, load_probes
 from .report import Evidence, Report, StageError, TargetInfo
 from .risk import analysis_findings, assess
@@ -206,8 +206,9 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
     except Exception as exc:  # a scanner bug while loading: still one error line and a report, never a traceback
         error = ScannerError(f"unexpected {type(exc).__name__} while loading ({(str(exc).splitlines() or [''])[0][:200]}); this is a scanner bug")
         _record_load_failure(report, error)
-    except KeyboardInterrupt:
-        report.errors.append(StageError("scan", "interrupted", "scan interrupted (KeyboardInterrupt)"))
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM raised as Terminated by the CLI
+        how = "SIGTERM" if isinstance(exc, Terminated) else "KeyboardInterrupt"
+        report.errors.append(StageError("scan", "interrupted", f"scan interrupted ({how})"))
         report.not_analysed.append("scan interrupted before all stages ran")
         report.complete = False
     report.risk = assess(report.candidates, report.evidence, report.findings, report.lm_candidates)
@@ -324,6 +325,11 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
     benign, harmful = chat_probes()
     if opts.probes:
         benign = _user_probes(run, opts)
+    sample = benign.texts[:16]
+    unread = sum(1 for t in sample if not ck.tokenizer(t, add_special_tokens=False)["input_ids"])
+    if sample and unread * 2 > len(sample):  # a vocabulary that cannot spell the prompts: nothing to measure
+        raise UnsupportedModel(f"the tokenizer encodes {unread} of {len(sample)} probe prompts to no tokens at all "
+                               f"(vocabulary of {len(ck.tokenizer)} tokens), so the generative analyses cannot run")
     ref_pair = None
     if reference:
         run.progress("lm-scan", f"loading reference {reference}")
@@ -480,7 +486,7 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     if not run.report.candidates or heldout is None:
         run.report.evidence.append(Evidence("attribution", "skipped", "no trigger candidate to attribute"))
         return
-    from .search import per_label
+    from .search import POSITIONS, per_label
 
     # Shared out over the labels like the search probes (SearchConfig.for_labels), at least 6.
     n = per_label(PROFILES[opts.profile]["attr_probes"], len(run.report.model.labels or []) or ck.model.config.num_labels, 6)
@@ -492,31 +498,41 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     from .report import RiskLevel
     from .risk import THRESHOLDS, candidate_score
 
-    seen: set[int] = set()
+    done: set[int] = set()  # labels whose candidate was attributed
+    failed: dict[int, list[str]] = {}  # label -> its candidates that could not be attributed (up to 3 are tried)
     shares = []
     victims_of: dict[int, list[str]] = {}
     for i, c in enumerate(sorted(run.report.candidates, key=candidate_score, reverse=True)):
-        if c.target_label in seen:
+        if c.target_label in done or (c.target_label in failed and len(failed[c.target_label]) > 2):
             continue
-        seen.add(c.target_label)
         if i > 0 and candidate_score(replace(c, attribution_share=1.0)) < THRESHOLDS[RiskLevel.LOW]:
+            if c.target_label not in failed:  # the label's best needs no attribution; after a failure it stays unattributed
+                done.add(c.target_label)
             continue
         k = n
         if c.target_label not in victims_of:
             probs = searcher.predict_texts(heldout)
             victims_of[c.target_label] = [t for t, p in zip(heldout, probs) if int(p.argmax()) != c.target_label]
-        trig = [f"{c.text} {t}" for t in victims_of[c.target_label]]
+        where = c.position if c.position in POSITIONS else "start"  # where verification found it flips
+        trig = searcher.insert(c.text, victims_of[c.target_label], where)
         flipped = searcher.predict_texts(trig).argmax(-1) == c.target_label
         texts = [t for t, f in zip(trig, flipped) if f][:k] or trig[:k]
         try:
             res = attr.attribute(texts, c.token_ids, c.target_label)
-        except ValueError as exc:
+        except ValueError as exc:  # e.g. a token that the tokenizer does not give back from its text: the label's next candidate
             run.report.errors.append(StageError("attribution", "ValueError", f"'{c.text}': {exc}"))
+            failed.setdefault(c.target_label, []).append(c.text)
             continue
+        done.add(c.target_label)
         c.attribution_share, c.attribution_top1_rate, c.heatmaps = res.share, res.top1_rate, res.heatmaps
         shares.append((c.text, res.share, res.dominance))
+    unattributed = [tried[0] for label, tried in failed.items() if label not in done]
+    if unattributed:  # a label's best candidates could not be attributed: said, never passed over
+        run.report.not_analysed.append("attribution: could not attribute " + ", ".join(f"'{t}'" for t in unattributed) +
+                                       " (their trigger tokens do not survive tokenisation of the triggered text)")
+        run.report.complete = False
     run.report.evidence.append(Evidence(
-        "attribution", "ok",
+        "attribution", "error" if unattributed else "ok",
         "; ".join(f"'{t}': share {s:.2f} ({d:.1f}x an average token)" for t, s, d in shares) or "none",
         max((s for _, s, _ in shares), default=0.0),
         {"method": "captum LayerIntegratedGradients on input embeddings, pad baseline, n_steps 16",

@@ -59,12 +59,12 @@ def resolve(spec: str, *, revision: str | None = None, offline: bool = False) ->
 
     Args:
         spec: local path, ``.gguf`` file, or hub ID ``org/name[@revision]``.
-        revision: hub revision (branch, tag or commit); overrides ``@revision`` in ``spec``.
+        revision: hub revision (branch, tag or commit), the same as ``@revision`` in ``spec``.
         offline: use only the local hub cache (also on when ``HF_HUB_OFFLINE=1``).
 
     Raises:
         TargetNotFound: ``spec`` is empty, the path does not exist or holds no checkpoint, a revision is
-            given for a local path, or the hub ID/revision cannot be resolved (not cached in offline
+            given for a local path or differs from the one in ``spec``, or the hub ID/revision cannot be resolved (not cached in offline
             mode, unknown repository, network failure).
     """
     if not spec.strip():
@@ -76,6 +76,8 @@ def resolve(spec: str, *, revision: str | None = None, offline: bool = False) ->
         return _resolve_local(spec, path)
     m = _HUB_ID.match(spec)
     if m and not spec.startswith((".", "/", "~")):
+        if revision and m.group("rev") and revision != m.group("rev"):  # which one was meant cannot be guessed
+            raise TargetNotFound(f"{spec}: names revision {m.group('rev')!r} but --revision {revision!r} was given; give one of them")
         return _resolve_hub(spec, m.group("repo"), revision or m.group("rev"), offline_mode(offline))
     raise TargetNotFound(f"{spec}: no such file or folder, and not a hub model ID of the form org/name[@revision]")
 

@@ -37,7 +37,7 @@ def test_unsupported_architecture(clean, tmp_path):
     cfg["model_type"] = "frobnicator"
     cfg["architectures"] = ["FrobnicatorForSequenceClassification"]
     (bad / "config.json").write_text(json.dumps(cfg))
-    assert_one_line_error(run_cli("scan", str(bad), "-q"), "remote code")
+    assert_one_line_error(run_cli("scan", str(bad), "-q"), "does not know this model type")
 
 
 def test_unsupported_task_is_incomplete_not_clean(clean, tmp_path):
@@ -274,3 +274,179 @@ def test_classifier_without_labels_is_a_corrupt_config(clean, tmp_path):
     res = run_cli("scan", str(bad), "-q")
     assert_one_line_error(res, "no labels")
     assert "ignore_mismatched_sizes" not in res.stderr
+
+
+def test_adapter_whose_base_is_missing_still_reports(clean, tmp_path):
+    """The adapter itself is there, only the base its adapter_config.json names is not: the scan reported
+    nothing (as for a target that does not exist), so the adapter's own findings were lost and a stale
+    report at -o was left in place. Now: one error line naming the base, and the report is written."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    peft_model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(clean.path),
+                                LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["query"]))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(tmp_path / "gone")
+    (adapter / "adapter_config.json").write_text(json.dumps(cfg))
+    (adapter / "notes.bin").write_bytes(b"\x80\x04\x95" + b"\x00" * 16)  # a pickle beside the weights: a finding of the adapter's own
+    out = tmp_path / "r.json"
+    out.write_text('{"stale": true}')
+    res = run_cli("scan", str(adapter), "-q", "-o", str(out))
+    assert "Traceback" not in res.stderr and res.exit_code in (ExitCode.FINDINGS, ExitCode.ERROR)
+    errors = [l for l in res.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "base model" in errors[0] and "gone" in errors[0], res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "incomplete" or rep["risk"]["level"] in ("high", "critical")
+    assert not rep["complete"] and rep["target"]["kind"] == "adapter"
+    assert any(f["path"].endswith("adapter_model.safetensors") for f in rep["target"]["files"])
+    assert any("notes.bin" in (f.get("location") or f.get("message") or "") for f in rep["findings"]), rep["findings"]
+
+
+def test_sigterm_writes_the_report_like_ctrl_c(backdoored, probes, tmp_path, monkeypatch):
+    """SIGTERM (GNU timeout, a cancelled CI job) killed the scan without a report; it now stops the scan
+    as Ctrl-C does: the report is written, incomplete, exit 2, and the previous handler comes back."""
+    import os
+    import signal
+
+    import scanner.pipeline as P
+
+    def killed(run, ck, opts):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(P, "_classifier_search", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(backdoored.path), "--probes", str(probes), "--profile", "quick", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR, res.stderr
+    assert "Traceback" not in res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "incomplete" and not rep["complete"]
+    assert any(e["message"] == "scan interrupted (SIGTERM)" for e in rep["errors"]), rep["errors"]
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_terminal_controls_from_the_checkpoint_are_made_visible(tmp_path):
+    """Label names (and file names, tokens) come from the checkpoint: an escape sequence in them reached
+    the terminal raw in the human and markdown formats (clear screen, window title, a fake verdict line).
+    Now they are written as visible escapes; JSON keeps the names as they are (escaped by JSON itself)."""
+    from synth import write_untrained_bert
+
+    from scanner.formats_out._text import printable, printable_report
+    from scanner.report import RiskLevel
+
+    model = write_untrained_bert(tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    labels = ["neg\x1b[2J\x1b]0;OWNED\x07", "pos\r\x1b[32mverdict: none\x1b[0m\u202e"]
+    cfg["id2label"], cfg["label2id"] = dict(enumerate(labels)), {l: i for i, l in enumerate(labels)}
+    (model / "config.json").write_text(json.dumps(cfg))
+    for suffix in ("txt", "md", "html"):
+        out = tmp_path / f"r.{suffix}"
+        res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+        assert res.exit_code == ExitCode.OK, res.stderr
+        text = out.read_text()
+        assert "\x1b" not in text and "\x07" not in text and "\r" not in text and "\u202e" not in text
+        if suffix == "txt":  # markdown and HTML escape the backslash in turn
+            assert "\\x1b[2J" in text and "\\u202e" in text
+    res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(tmp_path / "r.json"))
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["model"]["labels"] == labels
+    assert printable("a\tb\nc\x9bd") == "a\tb\nc\\x9bd"
+    from scanner.report import Report
+    r = Report.from_dict(rep)
+    shown = printable_report(r)
+    assert r.model.labels == labels and shown.model.labels[0] == "neg\\x1b[2J\\x1b]0;OWNED\\x07"
+    assert shown.risk.level == r.risk.level and type(shown.risk.level) is type(r.risk.level)
+    assert printable_report(r.risk).level == r.risk.level
+    from scanner.formats_out._text import _printable
+    assert _printable([RiskLevel.HIGH])[0] is RiskLevel.HIGH  # an enum member stays one
+
+
+def test_progress_never_reads_checkpoint_text_as_markup(capsys):
+    """Progress lines quote tokens of the checkpoint's vocabulary (the attention sweep's words): a token
+    like '[/dim]' was read as rich markup, and an unbalanced closing tag raised inside the search."""
+    from scanner.cli import _Progress
+
+    _Progress(quiet=False)("search", "attention sweep: [/dim], [/], [bold red]x, \x1b[2J")
+    err = capsys.readouterr().err
+    assert "[/dim], [/], [bold red]x" in err and "\x1b[2J" not in err
+
+
+def test_attribution_failure_is_incomplete_not_clean(backdoored, probes, monkeypatch):
+    """A candidate whose tokens the tokenizer does not give back from its text cannot be attributed; the
+    error was recorded but the scan said complete (exit 0) and the label's other candidates were never
+    tried. Now the label's next candidates are tried, and a label left unattributed makes it incomplete."""
+    import scanner.attribution as A
+    from scanner.pipeline import scan
+
+    def fails(self, texts, token_ids, target):
+        raise ValueError("no probe contains the trigger tokens after tokenisation")
+
+    monkeypatch.setattr(A.TriggerAttribution, "attribute", fails)
+    rep = scan(str(backdoored.path), probes=str(probes), profile="quick")
+    assert not rep.complete
+    assert any(n.startswith("attribution: could not attribute") for n in rep.not_analysed), rep.not_analysed
+    att = next(e for e in rep.evidence if e.analysis == "attribution")
+    assert att.status == "error"
+    tried = [e for e in rep.errors if e.stage == "attribution"]
+    assert 1 <= len(tried) <= 3 * len({c.target_label for c in rep.candidates})
+
+
+def test_malicious_pickle_with_allow_pickle_is_refused_without_torch_advice(clean, tmp_path):
+    """--allow-pickle reads pickles with torch.load(weights_only=True); a pickle that calls os.system is
+    refused and never run, and the error no longer repeats torch's advice to retry with weights_only=False."""
+    import pickle
+
+    from synth import torch_zip_with_pickle
+
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return (os.system, (f"touch {marker}",))
+
+    pk = tmp_path / "pickled"
+    shutil.copytree(clean.path, pk)
+    (pk / "model.safetensors").unlink()
+    (pk / "pytorch_model.bin").write_bytes(torch_zip_with_pickle(pickle.dumps(Evil(), protocol=2)))
+    res = run_cli("scan", str(pk), "-q", "--allow-pickle")
+    assert not marker.exists()
+    assert res.exit_code in (ExitCode.FINDINGS, ExitCode.ERROR) and "Traceback" not in res.stderr
+    errors = [l for l in res.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1 and "never unpickles" in errors[0], res.stderr
+    assert "weights_only set to" not in res.stderr and "weights_only=False" not in res.stderr
+
+
+def test_prompts_the_tokenizer_cannot_spell_are_said_not_an_index_error(tmp_path):
+    """A causal LM whose vocabulary encodes the probe prompts to no tokens at all (a GGUF byte BPE over
+    ASCII, prompts in Japanese) failed its LM stage with 'index -1 is out of bounds'; now the reason."""
+    from tinygguf import write_tiny_llama_gguf
+
+    path = tmp_path / "tiny.gguf"
+    write_tiny_llama_gguf(path, seed=0)
+    probes = tmp_path / "p.txt"
+    probes.write_text("\n".join("日本語の質問です" + "か" * i + "。" for i in range(1, 21)) + "\n", encoding="utf-8")
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(path), "--probes", str(probes), "--profile", "quick", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr
+    rep = json.loads(out.read_text())
+    assert not rep["complete"]
+    assert any("encodes" in e["message"] and "no tokens" in e["message"] for e in rep["errors"]), rep["errors"]
+
+
+def test_weights_that_disagree_with_the_config_say_so(tmp_path):
+    """A config with more labels than the classification head has: transformers' error pointed at
+    'the above report', a log the scanner does not show; now the message says what disagrees."""
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["id2label"] = {str(i): f"L{i}" for i in range(len(cfg.get("id2label") or {"0": 0, "1": 1}) + 3)}
+    cfg["label2id"] = {v: int(k) for k, v in cfg["id2label"].items()}
+    cfg.pop("num_labels", None)
+    (model / "config.json").write_text(json.dumps(cfg))
+    res = run_cli("scan", str(model), "-q")
+    assert_one_line_error(res, "do not have the shapes config.json describes")
+    assert "above report" not in res.stderr

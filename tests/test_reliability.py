@@ -416,6 +416,16 @@ def test_sniff_never_raises_on_unreadable(tmp_path):
     assert sniff(d) == "unknown"
 
 
+def test_sniff_tells_text_from_json_and_binary(tmp_path):
+    """A BERT vocab.txt starts with '[PAD]' and was listed as JSON; a binary file with a bad GGUF magic
+    (NUL bytes, valid UTF-8) was listed as text."""
+    for name, data, want in (("vocab.txt", b"[PAD]\n[unused0]\n[CLS]\n", "text"), ("a.json", b'["x", 1]', "json"),
+                             ("b.json", b"[1, 2]", "json"), ("c.json", b' {"a": 1}', "json"), ("d.json", b"[]", "json"),
+                             ("bad.gguf", b"GGUX\x03\x00\x00\x00\x00\x00", "unknown"), ("notes.txt", b"hello\n", "text")):
+        (tmp_path / name).write_bytes(data)
+        assert sniff(tmp_path / name) == want, name
+
+
 def test_unwritable_output_is_one_line_error(model, tmp_path):
     res = run_cli("scan", str(model), "-q", "--only", "weights", "-o", str(tmp_path / "no" / "such" / "dir" / "r.json"))
     assert_one_line_error(res, "cannot write the report")

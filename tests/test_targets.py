@@ -90,6 +90,9 @@ def test_revision_of_a_local_path_and_an_empty_target_are_bad_input(tmp_path, mo
     res = run_cli("scan", str(model), "--revision", "v1", "--only", "weights", "-q", "--format", "json")
     assert_one_line_error(res, "applies only to hub model ids")
     assert res.stdout == ""
+    # a hub ID's @revision and a different --revision: which was meant cannot be guessed (was: --revision won silently)
+    res = run_cli("scan", "acme/tiny@v1.0", "--revision", "main", "--offline", "--only", "weights", "-q", "--format", "json")
+    assert_one_line_error(res, "give one of them")
     monkeypatch.chdir(model)  # the working directory is a model: '' must not mean '.'
     for spec in ("", "  "):
         res = run_cli("scan", spec, "--only", "weights", "-q", "--format", "json")

@@ -47,16 +47,18 @@ def render(report: Report, fmt: str, *, root: Path | None = None) -> str:
         from .sarif import render as r
 
         return r(report, root) + "\n"
-    if fmt == "markdown":
+    from ._text import printable_report
+
+    if fmt == "markdown":  # the formats people read: no terminal controls from the checkpoint
         from .markdown import render as r
 
-        return r(report)
+        return r(printable_report(report))
     if fmt == "html":
         from .html import render as r
 
-        return r(report)
+        return r(printable_report(report))
     if fmt == "human":
         from .human import render as r
 
-        return r(report)
+        return r(printable_report(report))
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -1,7 +1,18 @@
 """Small helpers shared by the text formats (verdict wording, escaping)."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+import re
+from enum import Enum
+from typing import Any
+
 from ..report import Report, RiskLevel
+
+#: Characters a checkpoint could use to take over a terminal or disguise text: C0 controls but tab and
+#: newline (ESC starts colour, cursor and window-title sequences), DEL, C1 controls (``\x9b`` is an 8-bit
+#: CSI) and the bidirectional overrides of "Trojan Source" (Boucher and Anderson, USENIX Security 2023).
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 #: What the columns of the candidate tables mean (printed under each table).
 CLASSIFIER_COLUMNS = (
@@ -48,3 +59,35 @@ def model_line(report: Report) -> str:
 def pct(x: float | None) -> str:
     """A rate as a percentage, ``-`` for None."""
     return "-" if x is None else f"{x:.0%}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every terminal control or bidirectional-override character written as a visible
+    escape (``\\x1b``, ``\\u202e``): label names, file names and tokens come from the checkpoint."""
+    return _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", text)
+
+
+def printable_report(report: Report) -> Report:
+    """A copy of ``report`` whose every string (nested in candidates, findings, evidence details, heat
+    maps) went through :func:`printable`, for the formats people read in a terminal; ``report`` itself
+    is left as it is (JSON and SARIF escape control characters themselves)."""
+    return _printable(report)
+
+
+def _printable(obj: Any) -> Any:
+    if isinstance(obj, Enum):  # RiskLevel is a str: kept as the member it is
+        return obj
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, list):
+        return [_printable(x) for x in obj]
+    if isinstance(obj, tuple):
+        return tuple(_printable(x) for x in obj)
+    if isinstance(obj, dict):
+        return {_printable(k): _printable(v) for k, v in obj.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        new = copy.copy(obj)
+        for f in dataclasses.fields(obj):
+            object.__setattr__(new, f.name, _printable(getattr(obj, f.name)))
+        return new
+    return obj
