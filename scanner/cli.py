@@ -28,6 +28,7 @@ from rich.console import Console
 
 from . import formats_out
 from .config import ConfigFile, env_var, load_config
+from .formats_out._text import printable, printable_report
 from .errors import BadInput, ExitCode, ScannerError, TargetNotFound, Terminated
 from .policy import exit_code  # noqa: F401 - the gate; re-exported for callers of scanner.cli
 from .report import Report, RiskLevel
@@ -38,8 +39,6 @@ _LEVELS = [lv.value for lv in RiskLevel if lv is not RiskLevel.NONE]
 
 def _one_line(message: object) -> str:
     """A message as one line (file names may hold line breaks), terminal controls made visible."""
-    from .formats_out._text import printable
-
     return printable(" ".join(str(message).splitlines())) or "unknown error"
 
 
@@ -157,8 +156,6 @@ class _Progress:
             return
         from rich.markup import escape
 
-        from .formats_out._text import printable
-
         message = escape(printable(message))  # it may quote tokens and names of the checkpoint: never markup
         if not _err.is_terminal:
             _err.print(f"[dim]\\[{stage}][/dim] {message}")
@@ -207,7 +204,6 @@ def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> 
         except OSError as exc:
             _fail(f"cannot write the report to {output}: {exc.strerror or exc}")
         if fmt == "auto" and tty:
-            from .formats_out._text import printable_report
             from .render import render
 
             render(printable_report(report), _stdout_console())
@@ -215,7 +211,6 @@ def _emit(report: Report, fmt: str, output: str | None, quiet: bool = False) -> 
             click.echo(f"{concrete} report written to {output}", err=True)
         return
     if concrete == "human":
-        from .formats_out._text import printable_report
         from .render import render
 
         render(printable_report(report), _stdout_console())
@@ -499,8 +494,6 @@ def _print_batch(result: Any) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from .formats_out._text import printable
-
     table = Table(title=f"scan-many ({result.backend}, {result.workers} workers)", title_justify="left")
     for col, just in (("target", "left"), ("revision", "left"), ("verdict", "left"), ("score", "right"), ("top candidate", "left"),
                       ("wall s", "right"), ("status", "left"), ("error", "left")):
@@ -556,8 +549,6 @@ def report_diff(old: str, new: str, fmt: str, output: str | None, exit_code: boo
         lines = d.summary_lines()
         text = (f"{old} -> {new}\n" + ("\n".join(lines) if lines else "no changes")) + "\n"
     if fmt != "json":  # names and tokens from the checkpoints: no terminal controls
-        from .formats_out._text import printable
-
         text = printable(text)
     if output:
         try:
