@@ -450,3 +450,29 @@ def test_weights_that_disagree_with_the_config_say_so(tmp_path):
     res = run_cli("scan", str(model), "-q")
     assert_one_line_error(res, "do not have the shapes config.json describes")
     assert "above report" not in res.stderr
+
+
+def test_oversized_tensor_is_named_not_the_next_one(tmp_path):
+    """A header declaring a tensor larger than the data there is blamed the tensor after it ('overlaps or
+    leaves a gap') or no tensor at all ('data buffer is N bytes but tensors cover M'); the error names
+    the tensor whose byte range is out of bounds, in one line, exit 2."""
+    import copy
+
+    from synth import read_safetensors, write_safetensors, write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    st = model / "model.safetensors"
+    header, data = read_safetensors(st)
+    order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
+    for victim in (order[0], order[-1]):  # the first tensor runs into the next; the last runs past the data
+        h = copy.deepcopy(header)
+        start, stop = h[victim]["data_offsets"]
+        h[victim]["shape"][0] *= 2
+        h[victim]["data_offsets"] = [start, start + 2 * (stop - start)]
+        write_safetensors(st, h, data)
+        res = run_cli("scan", str(model), "--only", "weights", "-q")
+        assert_one_line_error(res, f"tensor '{victim}'")
+        error = next(l for l in res.stderr.splitlines() if l.startswith("error:"))
+        assert "model.safetensors" in error and not any(f"'{k}'" in error for k in order if k not in (victim, order[1]))
+        if victim == order[-1]:
+            assert f"holds only {len(data)} bytes" in error, error
