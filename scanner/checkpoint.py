@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -123,6 +124,8 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
     entries = [p for p in folder.rglob("*") if ".cache" not in p.relative_to(folder).parts]
     if only is not None:
         entries = [p for p in entries if p.name in only]
+    else:  # a single GGUF file named by the user may be a link to wherever it lives
+        _links_outside(folder, entries, insp)
     paths = sorted(p for p in entries if p.is_file())
     # A FIFO, device, socket or dangling link is never read (it could block or never end): listed, not skipped.
     insp.not_analysed += [f"{p.relative_to(folder)}: not a regular file (FIFO, device, socket or broken link); not read"
@@ -137,6 +140,11 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         wanted = sorted(set(weight_map.values()))
     else:
         wanted = [n for n in DEFAULT_WEIGHT_FILES if (folder / n).is_file()]
+        # the weights file is there but cannot be read (a broken link, a FIFO): said by name, not 'no weight files'
+        for n in DEFAULT_WEIGHT_FILES:
+            present = (folder / n).is_symlink() or (folder / n).exists()
+            if present and n not in wanted and (only is None or n in only):
+                insp.fatal.append(CorruptCheckpoint(f"{n}: not a regular file (a broken link, FIFO or device); the weights cannot be read"))
     tables: dict[str, dict[str, dict]] = {}
     for p in paths:
         rel = str(p.relative_to(folder))
@@ -153,6 +161,11 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         if not (folder / shard).is_file():
             insp.fatal.append(CorruptCheckpoint(f"{loading_index}: names shard {shard}, which is missing"))
             continue
+        if shard not in tables and not any(str(p.relative_to(folder)) == shard for p in paths):
+            # inside a linked folder, which the walk does not follow: a loader reads it, so it is inspected too
+            table = _inspect_file(folder / shard, shard, insp, is_weight=True)
+            if table is not None:
+                tables[shard] = table
         if shard not in tables:
             continue  # already a fatal problem of that file
         have = set(tables[shard])
@@ -172,6 +185,48 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
     insp.weights = [w for w in wanted if w in tables]
     insp.parameters = sum(tensor_elements(tables[w]) for w in insp.weights)
     return insp
+
+
+def link_outside(path: Path, folder: Path) -> str | None:
+    """Where the symbolic link ``path`` (inside ``folder``) points when that is outside ``folder``, as
+    ``'TEXT (RESOLVED)'``; None when ``path`` is no link or stays inside. A link of a Hugging Face cache
+    snapshot (``snapshots/<rev>/...``) into that repository's ``blobs`` folder is how huggingface_hub
+    stores every file, so it counts as inside."""
+    if not path.is_symlink():
+        return None
+    try:
+        text = os.readlink(path)
+    except OSError:
+        text = "?"
+    try:
+        resolved = path.resolve()  # the whole chain of links (strict=False: a dangling link still resolves)
+        root = folder.resolve()
+    except (OSError, RuntimeError):  # a loop of links: listed as not a regular file, and it leads nowhere
+        return None
+    if resolved == root or root in resolved.parents:
+        return None
+    if folder.parent.name == "snapshots" and resolved.parent == (folder.parent.parent / "blobs").resolve():
+        return None
+    return f"{text} ({resolved})" if str(resolved) != text else text
+
+
+def _links_outside(folder: Path, entries: list[Path], insp: FolderInspection) -> None:
+    """SC111 for every entry of ``folder`` that is a symbolic link to a place outside it (see
+    :func:`link_outside`). A linked file is still read, as a loader would read it; a linked folder is
+    not walked (its files are read only when the shard index names them), which is said."""
+    for p in sorted(entries):
+        where = link_outside(p, folder)
+        if where is None:
+            continue
+        rel = str(p.relative_to(folder))
+        if p.is_dir():
+            what = "a folder; not walked, its files were not analysed unless the shard index names them"
+            insp.not_analysed.append(f"{rel}: link to a folder outside the checkpoint ({where}); not walked, so only files the shard index names were read from it")
+        elif p.is_file():
+            what = "read and analysed as a loader would read it"
+        else:
+            what = "not a regular file or missing; not read"
+        insp.findings.append(_finding(rules.LINK_OUTSIDE, f"{rel} is a symbolic link to {where}, outside the checkpoint folder ({what})", rel))
 
 
 def _read_weight_map(index: Path, insp: FolderInspection) -> dict[str, str] | None:

@@ -476,3 +476,57 @@ def test_oversized_tensor_is_named_not_the_next_one(tmp_path):
         assert "model.safetensors" in error and not any(f"'{k}'" in error for k in order if k not in (victim, order[1]))
         if victim == order[-1]:
             assert f"holds only {len(data)} bytes" in error, error
+
+
+def test_weight_file_linked_outside_the_folder_is_a_finding(tmp_path):
+    """model.safetensors as a symbolic link to a file outside the model folder gave no finding: a loader
+    reads whatever the link points to. Now SC111 (medium) names the link and its target; the file is still
+    read as a loader would. A link to a text file or to nothing must not crash (one error line, exit 2)."""
+    import os
+
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    (tmp_path / "other").mkdir()
+    os.replace(model / "model.safetensors", tmp_path / "other" / "model.safetensors")
+    os.symlink("../other/model.safetensors", model / "model.safetensors")
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.OK, res.stderr  # medium, below the default gate; the scan itself is complete
+    rep = json.loads(out.read_text())
+    links = [f for f in rep["findings"] if f["code"] == "SC111"]
+    assert len(links) == 1 and links[0]["severity"] == "medium" and links[0]["location"] == "model.safetensors"
+    assert "../other/model.safetensors" in links[0]["message"] and rep["complete"]
+    assert any(e["analysis"] == "embedding-norm" and e["status"] == "ok" for e in rep["evidence"])  # read as a loader would
+    (tmp_path / "notes.txt").write_text("not weights\n")
+    for target in (tmp_path / "notes.txt", tmp_path / "gone.safetensors"):
+        (model / "model.safetensors").unlink()
+        os.symlink(target, model / "model.safetensors")
+        res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+        assert_one_line_error(res, "model.safetensors")
+        rep = json.loads(out.read_text())
+        assert any(f["code"] == "SC111" and str(target) in f["message"] for f in rep["findings"]), rep["findings"]
+
+
+def test_hub_cache_snapshot_links_into_blobs_stay_silent(tmp_path):
+    """huggingface_hub stores a snapshot's files as links into the repository's ../../blobs: that is not a
+    link outside the checkpoint (no SC111), and such a cached model scans as before."""
+    import os
+
+    from synth import write_untrained_bert
+
+    src = write_untrained_bert(tmp_path / "src")
+    repo = tmp_path / "hub" / "models--acme--linked"
+    snap, blobs = repo / "snapshots" / ("ab" * 20), repo / "blobs"
+    snap.mkdir(parents=True)
+    blobs.mkdir()
+    for i, f in enumerate(sorted(src.iterdir())):
+        os.replace(f, blobs / f"blob{i}")
+        os.symlink(f"../../blobs/blob{i}", snap / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("ab" * 20)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", "acme/linked", "--offline", "--only", "weights", "-q", "-o", str(out), env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert res.exit_code == ExitCode.OK, res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["complete"] and rep["target"]["kind"] == "hub" and not any(f["code"] == "SC111" for f in rep["findings"])

@@ -99,7 +99,8 @@ class SafetensorsSource(WeightSource):
         for f in files:
             for name, info in validate_safetensors(f).items():
                 off = info["data_offsets"]
-                self.tensors[name] = TensorInfo(name, tuple(info["shape"]), info["dtype"], off[1] - off[0], f.name)
+                # relative to the folder: a shard index may name shards in a subfolder
+                self.tensors[name] = TensorInfo(name, tuple(info["shape"]), info["dtype"], off[1] - off[0], str(f.relative_to(self.folder)))
 
     def _weight_files(self, pattern: str) -> list[Path]:
         if pattern == "*.safetensors":
