@@ -523,16 +523,47 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         _reraise_control(exc)
         tok = None
         problems.append(StageError("load", "tokenizer", f"{name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); analyses that need it were not run"))
-    # Ordinary (not added) tokens beyond the embedding make any text fail; added tokens past the end are
-    # tolerated (the search leaves them out), as some released checkpoints have them.
-    rows = int(model.get_input_embeddings().weight.shape[0])
-    added = set(tok.get_added_vocab()) if tok is not None else set()
-    top = max((i for t, i in tok.get_vocab().items() if t not in added), default=-1) if tok is not None else -1
-    if top >= rows:
+    mismatch = tokenizer_mismatch(tok, int(model.get_input_embeddings().weight.shape[0]), name)
+    if mismatch:
         tok = None
-        problems.append(StageError("load", "tokenizer", f"{name}: the tokenizer has token ids up to {top} but the embedding has only {rows} rows "
-                                   "(tokenizer and model do not match); analyses that need the tokenizer were not run"))
+        problems.append(StageError("load", "tokenizer", mismatch + "; analyses that need the tokenizer were not run"))
     return model, tok, problems
+
+
+def tokenizer_mismatch(tok: Any, rows: int, name: str) -> str | None:
+    """Why ``tok`` cannot be used with an embedding of ``rows`` rows, or None when it can.
+
+    Ordinary (not added) token ids past the last row make any text fail (model and tokenizer from
+    different checkpoints); added tokens past the end are tolerated (the search leaves them out), as
+    some released checkpoints have them."""
+    if tok is None:
+        return None
+    added = set(tok.get_added_vocab())
+    top = max((i for t, i in tok.get_vocab().items() if t not in added), default=-1)
+    if top >= rows:
+        return (f"{name}: the tokenizer has token ids up to {top} but the embedding has only {rows} rows "
+                "(tokenizer and model do not match)")
+    return None
+
+
+def vocabulary_coverage(tok: Any, rows: int) -> dict[str, Any] | None:
+    """The embedding rows that no token of ``tok`` maps to (no text can reach them), or None when every
+    row has a token. Returns ``{"rows", "tokens", "unreachable", "ranges"}``: ``tokens`` the distinct
+    token ids below ``rows``, ``ranges`` the unreachable rows as up to 8 ``[first, last]`` runs."""
+    if tok is None or rows <= 0:
+        return None
+    ids = {i for i in tok.get_vocab().values() if isinstance(i, int) and 0 <= i < rows}
+    if len(ids) >= rows:
+        return None
+    ranges: list[list[int]] = []
+    for i in range(rows):
+        if i in ids:
+            continue
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return {"rows": rows, "tokens": len(ids), "unreachable": rows - len(ids), "ranges": ranges[:8]}
 
 
 def _non_finite(model: Any) -> tuple[int, str] | None:

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from . import __version__
 from .budget import Budget, BudgetExceeded, Watchdog
-from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint
+from .checkpoint import (TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint, tokenizer_mismatch,
+                         vocabulary_coverage)
 from .errors import BadInput, ScannerError, Terminated, UnsupportedModel
 from .probes import ProbeSet, broad_probes, default_probes, load_probes
 from .report import Evidence, Report, StageError, TargetInfo
@@ -276,6 +277,8 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         report.not_analysed.extend(ck.not_analysed)
         report.complete = False
     reference = opts.reference or ck.reference_spec
+    if ck.model is not None and ck.tokenizer is not None:
+        _vocabulary_note(report, ck.tokenizer, int(ck.model.get_input_embeddings().weight.shape[0]))
     if ck.facts.task == TASK_UNSUPPORTED:
         report.not_analysed.append(
             f"model behaviour: architecture {ck.facts.architecture!r} is neither sequence classification nor a causal LM"
@@ -378,6 +381,16 @@ def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions
         ref_source = open_source(ref.path, ref.gguf_file)
         ref_tok = _reference_tokenizer(ref)
     ctx = WeightContext(source, ck.tokenizer, ck.config, ref_source, ref_tok, adapter, acfg, run.budget)
+    emb = ctx.embedding() if ck.model is None and ck.tokenizer is not None else None
+    if emb is not None:  # no model was built: the tokenizer is checked against the embedding here
+        rows = int(emb[1].shape[0])
+        mismatch = tokenizer_mismatch(ck.tokenizer, rows, ck.target.path.name)
+        if mismatch:  # its token names would be wrong: ids instead, and said
+            ctx.tokenizer = ck.tokenizer = None
+            run.report.errors.append(StageError("weights", "tokenizer", mismatch + "; tokens are shown as ids"))
+            run.report.complete = False
+        else:
+            _vocabulary_note(run.report, ck.tokenizer, rows)
     evidence = run_checks(ctx)
     run.report.evidence.extend(evidence)
     if not run.report.model.parameters:
@@ -388,6 +401,20 @@ def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions
     seeds = seed_tokens(evidence)
     run.state["seeds"] = seeds
     run.state["weight_rank"] = {t: r for r, t in enumerate(seeds, 1)}
+
+
+def _vocabulary_note(report: Report, tok: Any, rows: int) -> None:
+    """Add a ``vocabulary-coverage`` evidence row when some of the embedding's ``rows`` belong to no token
+    of ``tok``: no text reaches them, so the trigger search and the embedding statistics do not look at them
+    (a text trigger cannot use them either; an embedding padded to a multiple of 64 is the usual cause)."""
+    cov = vocabulary_coverage(tok, rows)
+    if cov is None or any(e.analysis == "vocabulary-coverage" for e in report.evidence):
+        return
+    runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in cov["ranges"]) + (", ..." if len(cov["ranges"]) == 8 else "")
+    report.evidence.append(Evidence(
+        "vocabulary-coverage", "ok",
+        f"{cov['unreachable']:,} of the embedding's {rows:,} rows belong to no token of the tokenizer (rows {runs}): no text reaches "
+        "them, so neither the trigger search nor the embedding statistics look at them", None, cov))
 
 
 def _reference_tokenizer(ref: Any) -> Any:

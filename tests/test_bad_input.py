@@ -530,3 +530,47 @@ def test_hub_cache_snapshot_links_into_blobs_stay_silent(tmp_path):
     assert res.exit_code == ExitCode.OK, res.stderr
     rep = json.loads(out.read_text())
     assert rep["complete"] and rep["target"]["kind"] == "hub" and not any(f["code"] == "SC111" for f in rep["findings"])
+
+
+def _bert_with_vocab(path, rows: int):
+    """An untrained 1-layer BERT classifier with ``rows`` embedding rows and the tiny (78-token) tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from scanner.zoo import tiny
+
+    cfg = BertConfig(vocab_size=rows, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=64, num_labels=2, pad_token_id=0)
+    BertForSequenceClassification(cfg).save_pretrained(path, safe_serialization=True)
+    tiny.make_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_embedding_rows_no_token_reaches_are_noted(tmp_path):
+    """An embedding with more rows than the tokenizer has tokens (rows no text can reach) got no word in
+    the report; now a vocabulary-coverage evidence row names them, with or without a built model."""
+    from scanner.zoo import tiny
+
+    model = _bert_with_vocab(tmp_path / "m", len(tiny.vocabulary()) + 22)
+    for only in ("weights", "attribution"):  # tensor by tensor, and with the model built
+        out = tmp_path / f"{only}.json"
+        res = run_cli("scan", str(model), "--only", only, "-q", "-o", str(out))
+        assert res.exit_code == ExitCode.OK, res.stderr
+        rep = json.loads(out.read_text())
+        cov = [e for e in rep["evidence"] if e["analysis"] == "vocabulary-coverage"]
+        assert len(cov) == 1 and cov[0]["status"] == "ok" and rep["complete"], rep["evidence"]
+        n = len(tiny.vocabulary())
+        assert cov[0]["details"]["unreachable"] == 22 and cov[0]["details"]["ranges"] == [[n, n + 21]]
+        assert f"rows {n}-{n + 21}" in cov[0]["summary"]
+
+
+def test_tokenizer_larger_than_the_embedding_in_a_weights_only_scan(tmp_path):
+    """Token ids past the embedding's last row in a weights-only scan (no model built, so the load's
+    check never ran): the weight statistics named rows by the wrong tokens and the scan said complete. Now
+    the mismatch is a report error (tokens shown as ids), the scan incomplete, never an IndexError."""
+    model = _bert_with_vocab(tmp_path / "m", 20)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    rep = json.loads(out.read_text())
+    assert not rep["complete"] and any("the embedding has only 20 rows" in e["message"] for e in rep["errors"]), rep["errors"]
+    assert any(e["analysis"] == "embedding-norm" and e["status"] == "ok" for e in rep["evidence"])
