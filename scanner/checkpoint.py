@@ -49,6 +49,8 @@ class Checkpoint:
     parts that could not be analysed (the report is then incomplete). ``model_skipped`` says why the
     model was not built although it was asked for (it does not fit in memory; see ``weights_only_if_too_large``
     of :func:`load_checkpoint`): weight statistics can still run, behavioural analyses cannot.
+    ``base_missing`` says why a LoRA adapter's base model was not found (``without_base`` of
+    :func:`load_checkpoint`): only the adapter's own weight statistics can run.
     """
 
     target: ResolvedTarget
@@ -62,6 +64,7 @@ class Checkpoint:
     errors: list[StageError] = field(default_factory=list)
     not_analysed: list[str] = field(default_factory=list)
     model_skipped: str | None = None
+    base_missing: str | None = None  #: an adapter's base model could not be found (``without_base``): why
 
 
 @dataclass
@@ -371,7 +374,8 @@ def _remote_code_findings(folder: Path, cfg: dict) -> list[Finding]:
 
 
 def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pickle: bool = False, offline: bool = False,
-                    max_memory: int | None = None, load_model: bool = True, weights_only_if_too_large: bool = False) -> Checkpoint:
+                    max_memory: int | None = None, load_model: bool = True, weights_only_if_too_large: bool = False,
+                    without_base: bool = False) -> Checkpoint:
     """Load ``target`` safely (see module docstring).
 
     Args:
@@ -386,6 +390,10 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         weights_only_if_too_large: when the model would not fit (``InsufficientMemory``), return the
             checkpoint without a model (tokenizer only, as for ``load_model=False``) and the reason in
             ``model_skipped`` instead of raising, so that the weight statistics still run.
+        without_base: for a LoRA adapter whose base model cannot be found, return the adapter's own
+            files, findings and tokenizer (no model, no ``reference_spec``) with the reason in
+            ``base_missing`` instead of raising :class:`BaseNotFound`, so that the adapter's own weight
+            statistics still run.
 
     Raises:
         CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound, BaseNotFound (an adapter's base), InsufficientMemory.
@@ -396,7 +404,7 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         return _load_gguf(target, max_memory=max_memory, load_model=load_model, weights_only_if_too_large=weights_only_if_too_large)
     if target.kind == "adapter":
         return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, max_memory=max_memory, load_model=load_model,
-                             weights_only_if_too_large=weights_only_if_too_large)
+                             weights_only_if_too_large=weights_only_if_too_large, without_base=without_base)
     folder = target.path
     insp = inspect_folder(folder, allow_pickle=allow_pickle)
     facts = ModelFacts(source_format="safetensors" if insp.has_safetensors else None)
@@ -720,7 +728,7 @@ def _gguf_architecture(path: Path) -> tuple[str | None, str | None]:
 
 
 def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, max_memory: int | None = None,
-                  load_model: bool = True, weights_only_if_too_large: bool = False) -> Checkpoint:
+                  load_model: bool = True, weights_only_if_too_large: bool = False, without_base: bool = False) -> Checkpoint:
     folder = target.path
     insp = inspect_folder(folder, allow_pickle=allow_pickle)
     facts = ModelFacts(source_format="safetensors+lora")
@@ -734,18 +742,27 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
             raise CorruptCheckpoint(f"{folder.name}/adapter_config.json is not a valid JSON object") from None
         insp.raise_for_weights()
         base_spec = base or acfg.get("base_model_name_or_path")
-        if not base_spec or not isinstance(base_spec, str):
-            raise BaseNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
         if not insp.has_safetensors and not any(f.code == rules.PICKLE_FILE.code for f in ck.findings):
             raise CorruptCheckpoint(f"{folder.name}: no adapter weights (adapter_model.safetensors) found")
         if not insp.has_safetensors and not allow_pickle:
             raise UnsafeCheckpoint(f"{folder.name}: adapter weights are not safetensors; refusing to unpickle (--allow-pickle)")
         try:
-            base_target = resolve(base_spec, offline=offline)
-        except TargetNotFound as exc:  # the adapter itself is here: its files and findings are still reported
-            origin = "--base" if base else "adapter_config.json"
-            raise BaseNotFound(f"{folder.name}: its base model {base_spec!r} (from {origin}) was not found: {exc}; "
-                               "pass --base MODEL") from None
+            if not base_spec or not isinstance(base_spec, str):
+                raise BaseNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
+            try:
+                base_target = resolve(base_spec, offline=offline)
+            except TargetNotFound as exc:  # the adapter itself is here: its files and findings are still reported
+                origin = "--base" if base else "adapter_config.json"
+                raise BaseNotFound(f"{folder.name}: its base model {base_spec!r} (from {origin}) was not found: {exc}; "
+                                   "pass --base MODEL") from None
+        except BaseNotFound as exc:
+            if not without_base or not insp.has_safetensors:
+                raise
+            ck.base_missing = str(exc)  # the adapter's own weights can still be read
+            facts.task = {"SEQ_CLS": TASK_CLASSIFICATION, "CAUSAL_LM": TASK_CAUSAL_LM}.get(str(acfg.get("task_type") or "").upper(), TASK_UNSUPPORTED)
+            own = (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
+            ck.tokenizer = _tokenizer_only(str(folder), ck) if own else None
+            return ck
         if base_target.kind not in {"folder", "hub"}:
             raise UnsupportedModel(f"{base_spec}: an adapter's base must be a safetensors model folder or hub ID")
         base_insp = inspect_folder(base_target.path, allow_pickle=allow_pickle)

@@ -262,7 +262,8 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     try:
         with run.watchdog("load"):
             ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
-                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}), weights_only_if_too_large=True)
+                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}), weights_only_if_too_large=True,
+                                 without_base="weights" in wanted)
     except BudgetExceeded as exc:
         report.errors.append(StageError("load", "time-budget", str(exc)))
         report.not_analysed.append("model: loading stopped by the time limit, so no analysis ran")
@@ -276,6 +277,9 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         report.errors.extend(ck.errors)
         report.not_analysed.extend(ck.not_analysed)
         report.complete = False
+    if ck.base_missing:  # an adapter without its base: its own weight statistics, and the rest said
+        _adapter_without_base(run, ck, wanted, opts)
+        return
     reference = opts.reference or ck.reference_spec
     if ck.model is not None and ck.tokenizer is not None:
         _vocabulary_note(report, ck.tokenizer, int(ck.model.get_input_embeddings().weight.shape[0]))
@@ -305,6 +309,21 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
             run.stage("reference-check", lambda: _reference_check(run, reference, opts))
     elif ck.facts.task == TASK_CAUSAL_LM and wanted & {"search", "attribution"}:
         run.stage("lm-scan", lambda: _lm_scan(run, ck, opts, reference))
+
+
+def _adapter_without_base(run: _Run, ck: Checkpoint, wanted: set[str], opts: ScanOptions) -> None:
+    """A LoRA adapter whose base model was not found: the adapter's own weight statistics run (its LoRA
+    updates and saved tensors, read from its files); what needs the base (the base's and the merged
+    weights' statistics, every behavioural stage) is listed as not analysed, and the scan is incomplete."""
+    report = run.report
+    report.errors.insert(0, StageError("load", "BaseNotFound", ck.base_missing or "base model not found"))
+    report.complete = False
+    run.stage("weights", lambda: _weights(run, ck, opts.reference, opts))
+    report.not_analysed.append("weight statistics of the base model and of the merged weights: the adapter's base model was not found "
+                               "(only the adapter's own tensors were analysed)")
+    behaviour = [s for s in ("search", "attribution") if s in wanted]
+    if behaviour:
+        report.not_analysed.append(f"model behaviour ({', '.join(behaviour)}): not run, the adapter's base model was not found")
 
 
 def _behaviour_skipped(report: Report, wanted: set[str], why: str) -> None:
@@ -364,12 +383,13 @@ def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
 
 def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions) -> None:
     from .weights import WeightContext, open_source, run_checks, seed_tokens
-    from .weights.source import SafetensorsSource, adapter_config
+    from .weights.source import EmptySource, SafetensorsSource, adapter_config
 
     target = ck.target
     adapter = acfg = None
     if target.kind == "adapter":
-        source = open_source(Path(ck.reference_spec))
+        # without its base (not found) only the adapter's own tensors are there to read
+        source = open_source(Path(ck.reference_spec)) if ck.reference_spec else EmptySource()
         adapter, acfg = SafetensorsSource(target.path, "adapter_model*.safetensors"), adapter_config(target.path)
         reference = opts.reference  # the base itself is the source; drift needs another model
     else:

@@ -574,3 +574,36 @@ def test_tokenizer_larger_than_the_embedding_in_a_weights_only_scan(tmp_path):
     rep = json.loads(out.read_text())
     assert not rep["complete"] and any("the embedding has only 20 rows" in e["message"] for e in rep["errors"]), rep["errors"]
     assert any(e["analysis"] == "embedding-norm" and e["status"] == "ok" for e in rep["evidence"])
+
+
+def test_adapter_without_its_base_still_gets_its_own_weight_statistics(tmp_path):
+    """`--only weights` on a LoRA adapter whose base is missing stopped at the base (nothing analysed),
+    although the adapter's own tensors are there. Now its LoRA statistics run and what needs the base is
+    listed as not analysed (incomplete, exit 2); a full scan says the behaviour was not run."""
+    import torch
+    from safetensors.torch import save_file
+
+    adapter = tmp_path / "adapter"  # a PEFT LoRA adapter's files, written directly (r 2 on one query projection)
+    adapter.mkdir()
+    g = torch.Generator().manual_seed(0)
+    prefix = "base_model.model.bert.encoder.layer.0.attention.self.query"
+    save_file({f"{prefix}.lora_A.weight": torch.randn(2, 16, generator=g), f"{prefix}.lora_B.weight": torch.randn(16, 2, generator=g) * 0.02},
+              adapter / "adapter_model.safetensors", metadata={"format": "pt"})
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 8, "target_modules": ["query"],
+        "base_model_name_or_path": str(tmp_path / "gone")}))
+    for only in (["--only", "weights"], []):
+        out = tmp_path / "r.json"
+        res = run_cli("scan", str(adapter), *only, "--profile", "quick", "-q", "-o", str(out))
+        assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+        errors = [l for l in res.stderr.splitlines() if l.startswith("error:")]
+        assert len(errors) == 1 and "base model" in errors[0] and "gone" in errors[0], res.stderr
+        rep = json.loads(out.read_text())
+        assert rep["verdict"] == "incomplete" and rep["target"]["kind"] == "adapter"
+        lora = [e for e in rep["evidence"] if e["analysis"] == "adapter-lora"]
+        assert len(lora) == 1 and lora[0]["status"] == "ok" and "1 LoRA modules" in lora[0]["summary"], rep["evidence"]
+        assert any(n.startswith("weight statistics of the base model") for n in rep["not_analysed"]), rep["not_analysed"]
+        assert any(e["type"] == "BaseNotFound" for e in rep["errors"])
+        assert any(n.startswith("model behaviour (search, attribution)") for n in rep["not_analysed"]) == (not only)
+    res = run_cli("scan", str(adapter), "--only", "search", "-q")  # nothing it asks for can run without the base
+    assert_one_line_error(res, "base model")
