@@ -300,6 +300,9 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         report.not_analysed.append("trigger search and attribution: no usable tokenizer")
         report.complete = False
         return
+    if ck.facts.task == TASK_CLASSIFICATION and wanted & {"search", "attribution"} and _is_regression(ck):
+        _regression_head(report, wanted)
+        return
     if ck.facts.task == TASK_CLASSIFICATION:
         if "search" in wanted:
             run.stage("search", lambda: _classifier_search(run, ck, opts))
@@ -309,6 +312,30 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
             run.stage("reference-check", lambda: _reference_check(run, reference, opts))
     elif ck.facts.task == TASK_CAUSAL_LM and wanted & {"search", "attribution"}:
         run.stage("lm-scan", lambda: _lm_scan(run, ck, opts, reference))
+
+
+def _is_regression(ck: Checkpoint) -> bool:
+    """True for a sequence-classification model with a regression head: one output (``num_labels=1``,
+    which transformers trains as a regression) or ``problem_type`` ``regression``."""
+    config = getattr(ck.model, "config", None)
+    n = getattr(config, "num_labels", None) if config is not None else len(ck.facts.labels)
+    return n == 1 or getattr(config, "problem_type", None) == "regression"
+
+
+def _regression_head(report: Report, wanted: set[str]) -> None:
+    """A sequence-classification model with a regression head (:func:`_is_regression`): it outputs scores,
+    not a label, so there is no label for a trigger to flip. The behavioural stages are reported as not
+    supported (a ``skipped`` evidence row each, and not analysed: the scan is incomplete); the weight
+    statistics, when asked for, have run as for any model."""
+    reason = ("regression head (num_labels=1 or problem_type regression): the model outputs scores, not a label, so there is "
+              "no label for a trigger to flip; the trigger search and attribution do not support it"
+              + ("; the weight statistics ran" if "weights" in wanted else ""))
+    stages = [s for s in ("search", "attribution") if s in wanted]
+    for stage, analysis in (("search", "trigger-search"), ("attribution", "attribution")):
+        if stage in wanted:
+            report.evidence.append(Evidence(analysis, "skipped", reason))
+    report.not_analysed.append(f"model behaviour ({', '.join(stages)}): not supported for a regression head (scores, not labels)")
+    report.complete = False
 
 
 def _adapter_without_base(run: _Run, ck: Checkpoint, wanted: set[str], opts: ScanOptions) -> None:

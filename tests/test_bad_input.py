@@ -607,3 +607,29 @@ def test_adapter_without_its_base_still_gets_its_own_weight_statistics(tmp_path)
         assert any(n.startswith("model behaviour (search, attribution)") for n in rep["not_analysed"]) == (not only)
     res = run_cli("scan", str(adapter), "--only", "search", "-q")  # nothing it asks for can run without the base
     assert_one_line_error(res, "base model")
+
+
+def test_regression_head_is_said_not_searched(tmp_path):
+    """A classifier with one output (num_labels=1, a regression head) was searched for a trigger towards
+    'LABEL_0' and came out incomplete with '0 probes are not already LABEL_0', a meaningless reason. Now the
+    behaviour stages say a regression head is not supported; the weight statistics still run."""
+    from safetensors.torch import load_file, save_file
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["id2label"], cfg["label2id"] = {"0": "score"}, {"score": 0}
+    (model / "config.json").write_text(json.dumps(cfg))
+    sd = load_file(model / "model.safetensors")
+    sd["classifier.weight"], sd["classifier.bias"] = sd["classifier.weight"][:1].clone(), sd["classifier.bias"][:1].clone()
+    save_file(sd, model / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--profile", "quick", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    assert "regression head" in res.stderr and "not already" not in res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "incomplete" and rep["model"]["labels"] == ["score"]
+    skipped = {e["analysis"]: e for e in rep["evidence"] if e["status"] == "skipped"}
+    assert set(skipped) == {"trigger-search", "attribution"} and "regression head" in skipped["trigger-search"]["summary"]
+    assert any(e["analysis"] == "classifier-head" and e["status"] == "ok" for e in rep["evidence"])
+    assert rep["candidates"] == []
