@@ -28,7 +28,7 @@ from rich.console import Console
 
 from . import formats_out
 from .config import ConfigFile, env_var, load_config
-from .formats_out._text import printable, printable_report
+from .formats_out._text import level_phrase, printable, printable_report
 from .errors import BadInput, ExitCode, ScannerError, TargetNotFound, Terminated
 from .policy import exit_code  # noqa: F401 - the gate; re-exported for callers of scanner.cli
 from .report import Report, RiskLevel
@@ -387,7 +387,7 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
     _emit(report, fmt, output, quiet)
     if not quiet:
         default = click.get_current_context().get_parameter_source("fail_on") is ParameterSource.DEFAULT
-        _err.print(f"verdict: {report.verdict} (risk score {report.risk.score:.3f}, level {report.risk.level}); "
+        _err.print(f"verdict: {report.verdict} ({level_phrase(report, 3)}); "
                    f"exit {int(code)} (gate: fail at {fail_on} or above{', the default' if default else ''})", highlight=False)
     if not report.complete:
         what = _one_line("; ".join(dict.fromkeys([e.message for e in report.errors] + report.not_analysed)))[:400]  # each reason once

@@ -633,3 +633,24 @@ def test_regression_head_is_said_not_searched(tmp_path):
     assert set(skipped) == {"trigger-search", "attribution"} and "regression head" in skipped["trigger-search"]["summary"]
     assert any(e["analysis"] == "classifier-head" and e["status"] == "ok" for e in rep["evidence"])
     assert rep["candidates"] == []
+
+
+def test_level_raised_by_a_finding_says_which(tmp_path):
+    """A static finding (a pickle disguised as .safetensors, critical) raises the level above the risk score;
+    the verdict read 'risk score 0.000, level critical' with nothing saying why. Now the CLI line, the human
+    and the Markdown report name the finding that set the level, then the score."""
+    import pickle
+
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    (model / "extra.safetensors").write_bytes(pickle.dumps({"a": 1}, protocol=2))  # not the loaded weights: the scan goes on
+    for suffix in ("txt", "md", "html"):
+        out = tmp_path / f"r.{suffix}"
+        res = run_cli("scan", str(model), "--only", "weights", "-o", str(out))
+        assert res.exit_code == ExitCode.FINDINGS, res.stderr
+        text = out.read_text().replace("\\", "")  # Markdown escapes some characters
+        assert "level critical, from finding SC101 (pickle-disguised-as-safetensors); risk score 0.0" in text, text[:600]
+    verdict = next(l for l in res.stderr.splitlines() if l.startswith("verdict:"))
+    assert verdict.startswith("verdict: critical (level critical, from finding SC101 (pickle-disguised-as-safetensors); risk score 0.0"), verdict
+    assert "risk score 0.000, level critical" not in res.stderr
