@@ -148,13 +148,16 @@ def scan(target: str, options: ScanOptions | None = None, progress: Progress | N
 
 
 def scan_to_report(target: str, options: ScanOptions | None = None, progress: Progress | None = None,
-                   on_hang: Callable[[str, Report], None] | None = None, **kwargs: Any) -> tuple[Report, ScannerError | None]:
+                   on_hang: Callable[[str, Report], None] | None = None, started: float | None = None,
+                   **kwargs: Any) -> tuple[Report, ScannerError | None]:
     """Like :func:`scan`, but a target that cannot be resolved or loaded still yields a report.
 
     Args:
         target, options, progress: as for :func:`scan`.
         on_hang: called as ``on_hang(stage, report)`` from the watchdog thread when a stage is stuck
             past its deadline (see :mod:`scanner.budget`); the CLI writes the report and exits.
+        started: the ``time.monotonic()`` at which the scan started (the CLI's start), from which
+            ``time_budget`` counts; default: the call of this function.
 
     Returns:
         ``(report, error)``: ``error`` is the :class:`ScannerError` that stopped loading (also recorded
@@ -164,11 +167,13 @@ def scan_to_report(target: str, options: ScanOptions | None = None, progress: Pr
     Raises:
         BadInput: an invalid option or an unusable ``probes`` file (nothing was scanned).
     """
-    return _scan(target, options, progress, on_hang, kwargs)
+    return _scan(target, options, progress, on_hang, kwargs, started)
 
 
 def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
-          on_hang: Callable[[str, Report], None] | None, kwargs: dict[str, Any]) -> tuple[Report, ScannerError | None]:
+          on_hang: Callable[[str, Report], None] | None, kwargs: dict[str, Any],
+          started: float | None = None) -> tuple[Report, ScannerError | None]:
+    started = time.monotonic() if started is None else started  # the time budget counts from here
     opts = options or ScanOptions()
     for k, v in kwargs.items():
         if not hasattr(opts, k):
@@ -190,10 +195,11 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         options={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
     )
-    run = _Run(report, Budget(opts.time_budget), progress, stage_timeout=opts.stage_timeout,
+    run = _Run(report, Budget(opts.time_budget, start=started), progress, stage_timeout=opts.stage_timeout,
                on_hang=(lambda stage: on_hang(stage, _hung(report, stage))) if on_hang else None)
     run.state["probes"] = user_probes
-    _set_threads(opts.threads)
+    _set_threads(opts.threads)  # imports torch: seconds on a cold start, counted as start-up
+    report.timings["startup"] = round(run.budget.elapsed(), 3)
     error: ScannerError | None = None
     try:
         _pipeline(run, target, opts)
@@ -251,16 +257,19 @@ def _set_threads(n: int | None) -> None:
 def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     report = run.report
     t0 = time.perf_counter()
-    run.progress("load", f"resolving {spec}")
-    resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
-    report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
-    if opts.base and resolved.kind != "adapter":  # silently unused, it would hide that no base comparison ran
-        raise BadInput(f"--base {opts.base}: {spec} is not a LoRA adapter (--base names an adapter's base model; "
-                       "--reference compares a full model with its base)")
-    run.progress("load", f"loading {resolved.path}")
     wanted = set(opts.only or STAGES)
     try:
+        # Resolving (a download) and loading are bounded like any stage; a budget already spent by
+        # start-up (importing torch and transformers) loads nothing.
         with run.watchdog("load"):
+            run.progress("load", f"resolving {spec}")
+            resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
+            report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
+            if opts.base and resolved.kind != "adapter":  # silently unused, it would hide that no base comparison ran
+                raise BadInput(f"--base {opts.base}: {spec} is not a LoRA adapter (--base names an adapter's base model; "
+                               "--reference compares a full model with its base)")
+            run.progress("load", f"loading {resolved.path}")
+            run.budget.check()
             ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
                                  max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}), weights_only_if_too_large=True,
                                  without_base="weights" in wanted)

@@ -654,3 +654,37 @@ def test_level_raised_by_a_finding_says_which(tmp_path):
     verdict = next(l for l in res.stderr.splitlines() if l.startswith("verdict:"))
     assert verdict.startswith("verdict: critical (level critical, from finding SC101 (pickle-disguised-as-safetensors); risk score 0.0"), verdict
     assert "risk score 0.000, level critical" not in res.stderr
+
+
+def test_time_budget_counts_from_the_start_of_the_scan(tmp_path, monkeypatch):
+    """--time-budget started only after the CLI had imported the pipeline and torch, and loading went
+    ahead even when start-up had used the whole budget (the model was loaded, then every stage was
+    stopped). The budget now counts from the start of `scanner scan`: spent by start-up, nothing is loaded,
+    and the report says loading was stopped by the time limit."""
+    import time
+
+    import scanner.pipeline as pl
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    slow_start = pl._set_threads
+
+    def importing_torch_slowly(n):
+        slow_start(n)
+        time.sleep(0.6)  # as importing torch on a cold start does, for seconds
+
+    def never(*_a, **_k):
+        raise AssertionError("the model was loaded after the time budget had run out")
+
+    monkeypatch.setattr(pl, "_set_threads", importing_torch_slowly)
+    monkeypatch.setattr(pl, "load_checkpoint", never)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--time-budget", "0.5", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "incomplete" and rep["timings"]["startup"] >= 0.5
+    assert "model: loading stopped by the time limit, so no analysis ran" in rep["not_analysed"]
+    assert any(e["stage"] == "load" and e["type"] == "time-budget" for e in rep["errors"])
+    # the Python API counts from its own call, or from `started` when given
+    rep, err = pl.scan_to_report(str(model), time_budget=5.0, started=time.monotonic() - 10)
+    assert err is None and "model: loading stopped by the time limit, so no analysis ran" in rep.not_analysed
