@@ -399,8 +399,13 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
             run.report.errors.append(StageError("lm-scan", type(exc).__name__, f"reference {reference}: {exc}"))
     cfg = LMScanConfig(**LM_PROFILES[opts.profile], seed=opts.seed, precision=opts.precision)
     lm = LMBackdoorScan(ck.model, ck.tokenizer, cfg, reference=ref_pair, budget=run.budget, progress=lambda m: run.progress("lm-scan", m))
+    benign_texts = _inside_embedding(run, ck, benign.texts, lm.h.prompt_ids, "lm-scan")
+    harmful_texts = _inside_embedding(run, ck, harmful.texts, lm.h.prompt_ids, "lm-scan (harmful requests)")
+    if benign.texts and not benign_texts:
+        raise UnsupportedModel("every probe prompt, as the tokenizer (and its chat template) encodes it, holds token ids past the "
+                               f"embedding's last row ({int(ck.model.get_input_embeddings().weight.shape[0]) - 1}), so the generative analyses cannot run")
     try:
-        lm.run(benign.texts, harmful.texts, seeds=run.state.get("seeds"))
+        lm.run(benign_texts, harmful_texts, seeds=run.state.get("seeds"))
     finally:  # keep what was found even when the budget ran out mid-way
         res = lm.result
         run.report.lm_candidates.extend(res.candidates)
@@ -410,6 +415,22 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
             {"forward_tokens": res.forward_tokens, "seconds": res.seconds, "probe_set": benign.source,
              "reference": reference if ref_pair else None,
              "search_precision": lm.h.precision}))  # of the trigger search's slot growth
+
+
+def _inside_embedding(run: _Run, ck: Checkpoint, texts: list[str], encode: Callable[[str], list[int]], what: str) -> list[str]:
+    """``texts`` less those whose encoding holds a token id past the model's last embedding row (added
+    tokens past the end are tolerated at load, as some released checkpoints have them, but a text holding
+    one fails inside the model with an IndexError); the texts left out are said (not analysed)."""
+    rows = int(ck.model.get_input_embeddings().weight.shape[0])
+    if max(ck.tokenizer.get_vocab().values(), default=-1) < rows:
+        return texts  # every token id has a row: nothing to check
+    bad = {t for t in texts if any(i >= rows for i in encode(t))}
+    if not bad:
+        return texts
+    run.report.not_analysed.append(f"{what}: {len(bad)} of {len(texts)} probe text(s) encode to added tokens whose ids are past the "
+                                   f"embedding's last row ({rows - 1}); left out, as they cannot run through the model")
+    run.report.complete = False
+    return [t for t in texts if t not in bad]
 
 
 def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
@@ -499,6 +520,8 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
 
     prof = PROFILES[opts.profile]
     probes = _probe_set(run, opts, ck.facts.labels)
+    encode = lambda t: ck.tokenizer(t)["input_ids"]  # noqa: E731
+    probes = ProbeSet(_inside_embedding(run, ck, probes.texts, encode, "trigger search"), probes.source)
     search_texts, heldout = probes.split(opts.seed)
     run.state["heldout"] = heldout
     labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
@@ -509,6 +532,7 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     if thin:  # the shipped set does not cover this task: every shipped text instead
         run.progress("search", f"the default probes leave {', '.join(thin)} with too few texts to flip; using every shipped probe text")
         probes = broad_probes()
+        probes = ProbeSet(_inside_embedding(run, ck, probes.texts, encode, "trigger search"), probes.source)
         search_texts, heldout = probes.split(opts.seed)
         run.state["heldout"] = heldout
     details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {},

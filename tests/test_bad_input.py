@@ -688,3 +688,27 @@ def test_time_budget_counts_from_the_start_of_the_scan(tmp_path, monkeypatch):
     # the Python API counts from its own call, or from `started` when given
     rep, err = pl.scan_to_report(str(model), time_budget=5.0, started=time.monotonic() - 10)
     assert err is None and "model: loading stopped by the time limit, so no analysis ran" in rep.not_analysed
+
+
+def test_probe_text_with_an_added_token_past_the_embedding(tmp_path):
+    """Added tokens whose ids are past the embedding's last row are tolerated at load (released checkpoints
+    have them), but a probe text holding one failed the search with 'IndexError: index out of range in
+    self'. Now such texts are left out and said (not analysed); the search runs on the rest."""
+    from transformers import AutoTokenizer
+    from synth import write_untrained_bert
+
+    from scanner.zoo import tiny
+
+    model = write_untrained_bert(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.add_tokens(["zzfoo"])  # id 78 of a 78-row embedding
+    tok.save_pretrained(model)
+    probes = tiny.write_probes(tmp_path / "p.txt", n=16, seed=7)
+    probes.write_text(probes.read_text() + "this movie zzfoo was great\n")
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--probes", str(probes), "--only", "search", "--profile", "quick", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    rep = json.loads(out.read_text())
+    assert not any(e["type"] == "IndexError" for e in rep["errors"]), rep["errors"]
+    assert any(n.startswith("trigger search: 1 of 17 probe text(s) encode to added tokens") for n in rep["not_analysed"]), rep["not_analysed"]
+    assert any(e["analysis"] == "trigger-search" and e["status"] == "ok" for e in rep["evidence"])
