@@ -31,15 +31,17 @@ class BudgetExceeded(Exception):
 
 
 class Budget:
-    """A wall-clock deadline. ``seconds`` None means unlimited.
+    """A wall-clock deadline. ``seconds`` None means unlimited; ``start`` is the ``time.monotonic()``
+    the budget counts from (default: now; the CLI passes the moment ``scanner scan`` started, so that
+    start-up and loading count too).
 
     Call :meth:`check` at safe points inside loops; it raises :class:`BudgetExceeded` once the
     deadline (or the current stage's deadline, set by :class:`Watchdog`) has passed.
     """
 
-    def __init__(self, seconds: float | None = None):
+    def __init__(self, seconds: float | None = None, start: float | None = None):
         self.seconds = seconds
-        self.start = time.monotonic()
+        self.start = time.monotonic() if start is None else start
         self.stage_deadline: float | None = None  # monotonic time; set by Watchdog
         self.stage_name: str | None = None
 

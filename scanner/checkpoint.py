@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -48,6 +49,8 @@ class Checkpoint:
     parts that could not be analysed (the report is then incomplete). ``model_skipped`` says why the
     model was not built although it was asked for (it does not fit in memory; see ``weights_only_if_too_large``
     of :func:`load_checkpoint`): weight statistics can still run, behavioural analyses cannot.
+    ``base_missing`` says why a LoRA adapter's base model was not found (``without_base`` of
+    :func:`load_checkpoint`): only the adapter's own weight statistics can run.
     """
 
     target: ResolvedTarget
@@ -61,6 +64,7 @@ class Checkpoint:
     errors: list[StageError] = field(default_factory=list)
     not_analysed: list[str] = field(default_factory=list)
     model_skipped: str | None = None
+    base_missing: str | None = None  #: an adapter's base model could not be found (``without_base``): why
 
 
 @dataclass
@@ -123,6 +127,8 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
     entries = [p for p in folder.rglob("*") if ".cache" not in p.relative_to(folder).parts]
     if only is not None:
         entries = [p for p in entries if p.name in only]
+    else:  # a single GGUF file named by the user may be a link to wherever it lives
+        _links_outside(folder, entries, insp)
     paths = sorted(p for p in entries if p.is_file())
     # A FIFO, device, socket or dangling link is never read (it could block or never end): listed, not skipped.
     insp.not_analysed += [f"{p.relative_to(folder)}: not a regular file (FIFO, device, socket or broken link); not read"
@@ -137,6 +143,11 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         wanted = sorted(set(weight_map.values()))
     else:
         wanted = [n for n in DEFAULT_WEIGHT_FILES if (folder / n).is_file()]
+        # the weights file is there but cannot be read (a broken link, a FIFO): said by name, not 'no weight files'
+        for n in DEFAULT_WEIGHT_FILES:
+            present = (folder / n).is_symlink() or (folder / n).exists()
+            if present and n not in wanted and (only is None or n in only):
+                insp.fatal.append(CorruptCheckpoint(f"{n}: not a regular file (a broken link, FIFO or device); the weights cannot be read"))
     tables: dict[str, dict[str, dict]] = {}
     for p in paths:
         rel = str(p.relative_to(folder))
@@ -153,6 +164,11 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
         if not (folder / shard).is_file():
             insp.fatal.append(CorruptCheckpoint(f"{loading_index}: names shard {shard}, which is missing"))
             continue
+        if shard not in tables and not any(str(p.relative_to(folder)) == shard for p in paths):
+            # inside a linked folder, which the walk does not follow: a loader reads it, so it is inspected too
+            table = _inspect_file(folder / shard, shard, insp, is_weight=True)
+            if table is not None:
+                tables[shard] = table
         if shard not in tables:
             continue  # already a fatal problem of that file
         have = set(tables[shard])
@@ -172,6 +188,48 @@ def inspect_folder(folder: Path, *, allow_pickle: bool = False, only: set[str] |
     insp.weights = [w for w in wanted if w in tables]
     insp.parameters = sum(tensor_elements(tables[w]) for w in insp.weights)
     return insp
+
+
+def link_outside(path: Path, folder: Path) -> str | None:
+    """Where the symbolic link ``path`` (inside ``folder``) points when that is outside ``folder``, as
+    ``'TEXT (RESOLVED)'``; None when ``path`` is no link or stays inside. A link of a Hugging Face cache
+    snapshot (``snapshots/<rev>/...``) into that repository's ``blobs`` folder is how huggingface_hub
+    stores every file, so it counts as inside."""
+    if not path.is_symlink():
+        return None
+    try:
+        text = os.readlink(path)
+    except OSError:
+        text = "?"
+    try:
+        resolved = path.resolve()  # the whole chain of links (strict=False: a dangling link still resolves)
+        root = folder.resolve()
+    except (OSError, RuntimeError):  # a loop of links: listed as not a regular file, and it leads nowhere
+        return None
+    if resolved == root or root in resolved.parents:
+        return None
+    if folder.parent.name == "snapshots" and resolved.parent == (folder.parent.parent / "blobs").resolve():
+        return None
+    return f"{text} ({resolved})" if str(resolved) != text else text
+
+
+def _links_outside(folder: Path, entries: list[Path], insp: FolderInspection) -> None:
+    """SC111 for every entry of ``folder`` that is a symbolic link to a place outside it (see
+    :func:`link_outside`). A linked file is still read, as a loader would read it; a linked folder is
+    not walked (its files are read only when the shard index names them), which is said."""
+    for p in sorted(entries):
+        where = link_outside(p, folder)
+        if where is None:
+            continue
+        rel = str(p.relative_to(folder))
+        if p.is_dir():
+            what = "a folder; not walked, its files were not analysed unless the shard index names them"
+            insp.not_analysed.append(f"{rel}: link to a folder outside the checkpoint ({where}); not walked, so only files the shard index names were read from it")
+        elif p.is_file():
+            what = "read and analysed as a loader would read it"
+        else:
+            what = "not a regular file or missing; not read"
+        insp.findings.append(_finding(rules.LINK_OUTSIDE, f"{rel} is a symbolic link to {where}, outside the checkpoint folder ({what})", rel))
 
 
 def _read_weight_map(index: Path, insp: FolderInspection) -> dict[str, str] | None:
@@ -316,7 +374,8 @@ def _remote_code_findings(folder: Path, cfg: dict) -> list[Finding]:
 
 
 def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pickle: bool = False, offline: bool = False,
-                    max_memory: int | None = None, load_model: bool = True, weights_only_if_too_large: bool = False) -> Checkpoint:
+                    max_memory: int | None = None, load_model: bool = True, weights_only_if_too_large: bool = False,
+                    without_base: bool = False) -> Checkpoint:
     """Load ``target`` safely (see module docstring).
 
     Args:
@@ -331,6 +390,10 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         weights_only_if_too_large: when the model would not fit (``InsufficientMemory``), return the
             checkpoint without a model (tokenizer only, as for ``load_model=False``) and the reason in
             ``model_skipped`` instead of raising, so that the weight statistics still run.
+        without_base: for a LoRA adapter whose base model cannot be found, return the adapter's own
+            files, findings and tokenizer (no model, no ``reference_spec``) with the reason in
+            ``base_missing`` instead of raising :class:`BaseNotFound`, so that the adapter's own weight
+            statistics still run.
 
     Raises:
         CorruptCheckpoint, UnsafeCheckpoint, UnsupportedModel, TargetNotFound, BaseNotFound (an adapter's base), InsufficientMemory.
@@ -341,7 +404,7 @@ def load_checkpoint(target: ResolvedTarget, *, base: str | None = None, allow_pi
         return _load_gguf(target, max_memory=max_memory, load_model=load_model, weights_only_if_too_large=weights_only_if_too_large)
     if target.kind == "adapter":
         return _load_adapter(target, base=base, allow_pickle=allow_pickle, offline=offline, max_memory=max_memory, load_model=load_model,
-                             weights_only_if_too_large=weights_only_if_too_large)
+                             weights_only_if_too_large=weights_only_if_too_large, without_base=without_base)
     folder = target.path
     insp = inspect_folder(folder, allow_pickle=allow_pickle)
     facts = ModelFacts(source_format="safetensors" if insp.has_safetensors else None)
@@ -468,16 +531,47 @@ def _from_pretrained(path: str, task: str, *, use_safetensors: bool | None = Tru
         _reraise_control(exc)
         tok = None
         problems.append(StageError("load", "tokenizer", f"{name}: tokenizer could not be loaded ({type(exc).__name__}: {_first_line(exc)}); analyses that need it were not run"))
-    # Ordinary (not added) tokens beyond the embedding make any text fail; added tokens past the end are
-    # tolerated (the search leaves them out), as some released checkpoints have them.
-    rows = int(model.get_input_embeddings().weight.shape[0])
-    added = set(tok.get_added_vocab()) if tok is not None else set()
-    top = max((i for t, i in tok.get_vocab().items() if t not in added), default=-1) if tok is not None else -1
-    if top >= rows:
+    mismatch = tokenizer_mismatch(tok, int(model.get_input_embeddings().weight.shape[0]), name)
+    if mismatch:
         tok = None
-        problems.append(StageError("load", "tokenizer", f"{name}: the tokenizer has token ids up to {top} but the embedding has only {rows} rows "
-                                   "(tokenizer and model do not match); analyses that need the tokenizer were not run"))
+        problems.append(StageError("load", "tokenizer", mismatch + "; analyses that need the tokenizer were not run"))
     return model, tok, problems
+
+
+def tokenizer_mismatch(tok: Any, rows: int, name: str) -> str | None:
+    """Why ``tok`` cannot be used with an embedding of ``rows`` rows, or None when it can.
+
+    Ordinary (not added) token ids past the last row make any text fail (model and tokenizer from
+    different checkpoints); added tokens past the end are tolerated (the search leaves them out), as
+    some released checkpoints have them."""
+    if tok is None:
+        return None
+    added = set(tok.get_added_vocab())
+    top = max((i for t, i in tok.get_vocab().items() if t not in added), default=-1)
+    if top >= rows:
+        return (f"{name}: the tokenizer has token ids up to {top} but the embedding has only {rows} rows "
+                "(tokenizer and model do not match)")
+    return None
+
+
+def vocabulary_coverage(tok: Any, rows: int) -> dict[str, Any] | None:
+    """The embedding rows that no token of ``tok`` maps to (no text can reach them), or None when every
+    row has a token. Returns ``{"rows", "tokens", "unreachable", "ranges"}``: ``tokens`` the distinct
+    token ids below ``rows``, ``ranges`` the unreachable rows as up to 8 ``[first, last]`` runs."""
+    if tok is None or rows <= 0:
+        return None
+    ids = {i for i in tok.get_vocab().values() if isinstance(i, int) and 0 <= i < rows}
+    if len(ids) >= rows:
+        return None
+    ranges: list[list[int]] = []
+    for i in range(rows):
+        if i in ids:
+            continue
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return {"rows": rows, "tokens": len(ids), "unreachable": rows - len(ids), "ranges": ranges[:8]}
 
 
 def _non_finite(model: Any) -> tuple[int, str] | None:
@@ -634,7 +728,7 @@ def _gguf_architecture(path: Path) -> tuple[str | None, str | None]:
 
 
 def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: bool, offline: bool, max_memory: int | None = None,
-                  load_model: bool = True, weights_only_if_too_large: bool = False) -> Checkpoint:
+                  load_model: bool = True, weights_only_if_too_large: bool = False, without_base: bool = False) -> Checkpoint:
     folder = target.path
     insp = inspect_folder(folder, allow_pickle=allow_pickle)
     facts = ModelFacts(source_format="safetensors+lora")
@@ -648,18 +742,27 @@ def _load_adapter(target: ResolvedTarget, *, base: str | None, allow_pickle: boo
             raise CorruptCheckpoint(f"{folder.name}/adapter_config.json is not a valid JSON object") from None
         insp.raise_for_weights()
         base_spec = base or acfg.get("base_model_name_or_path")
-        if not base_spec or not isinstance(base_spec, str):
-            raise BaseNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
         if not insp.has_safetensors and not any(f.code == rules.PICKLE_FILE.code for f in ck.findings):
             raise CorruptCheckpoint(f"{folder.name}: no adapter weights (adapter_model.safetensors) found")
         if not insp.has_safetensors and not allow_pickle:
             raise UnsafeCheckpoint(f"{folder.name}: adapter weights are not safetensors; refusing to unpickle (--allow-pickle)")
         try:
-            base_target = resolve(base_spec, offline=offline)
-        except TargetNotFound as exc:  # the adapter itself is here: its files and findings are still reported
-            origin = "--base" if base else "adapter_config.json"
-            raise BaseNotFound(f"{folder.name}: its base model {base_spec!r} (from {origin}) was not found: {exc}; "
-                               "pass --base MODEL") from None
+            if not base_spec or not isinstance(base_spec, str):
+                raise BaseNotFound(f"{folder.name}: adapter names no base model; pass --base MODEL")
+            try:
+                base_target = resolve(base_spec, offline=offline)
+            except TargetNotFound as exc:  # the adapter itself is here: its files and findings are still reported
+                origin = "--base" if base else "adapter_config.json"
+                raise BaseNotFound(f"{folder.name}: its base model {base_spec!r} (from {origin}) was not found: {exc}; "
+                                   "pass --base MODEL") from None
+        except BaseNotFound as exc:
+            if not without_base or not insp.has_safetensors:
+                raise
+            ck.base_missing = str(exc)  # the adapter's own weights can still be read
+            facts.task = {"SEQ_CLS": TASK_CLASSIFICATION, "CAUSAL_LM": TASK_CAUSAL_LM}.get(str(acfg.get("task_type") or "").upper(), TASK_UNSUPPORTED)
+            own = (folder / "tokenizer_config.json").is_file() or (folder / "tokenizer.json").is_file()
+            ck.tokenizer = _tokenizer_only(str(folder), ck) if own else None
+            return ck
         if base_target.kind not in {"folder", "hub"}:
             raise UnsupportedModel(f"{base_spec}: an adapter's base must be a safetensors model folder or hub ID")
         base_insp = inspect_folder(base_target.path, allow_pickle=allow_pickle)

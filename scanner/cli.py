@@ -28,7 +28,7 @@ from rich.console import Console
 
 from . import formats_out
 from .config import ConfigFile, env_var, load_config
-from .formats_out._text import printable, printable_report
+from .formats_out._text import level_phrase, printable, printable_report
 from .errors import BadInput, ExitCode, ScannerError, TargetNotFound, Terminated
 from .policy import exit_code  # noqa: F401 - the gate; re-exported for callers of scanner.cli
 from .report import Report, RiskLevel
@@ -303,7 +303,10 @@ def _check_config(ctx: click.Context, cfg: ConfigFile) -> dict[str, Any]:
 @click.option("--reference", help="Reference (clean or base) model for drift and re-testing candidates.")
 @click.option("--probes", type=click.Path(dir_okay=False), help="Probe file (.txt, .tsv, .csv, .jsonl) replacing the default probe set.")
 @click.option("--profile", type=click.Choice(["quick", "standard", "deep"]), default="standard", show_default=True)
-@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), help="Stop after this many seconds and report what was covered.")
+@click.option("--time-budget", type=click.FloatRange(min=0, min_open=True),
+              help="Stop after this many seconds, counted from the start of the scan (importing torch, resolving and loading the "
+              "model included), and report what was covered. Loading does not stop itself: it is interrupted at most 5 s after "
+              "the budget runs out.")
 @click.option("--only", type=_Stages(["weights", "search", "attribution"]), multiple=True, help="Run only these stages (repeatable).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--allow-pickle", is_flag=True, help="Read pickle weights with torch weights_only=True (never full unpickling).")
@@ -332,6 +335,7 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
     also be set as SCANNER_<OPTION> (e.g. SCANNER_FAIL_ON=medium) or in scanner.toml /
     pyproject.toml [tool.scanner]; see `scanner config show`.
     """
+    started = time.monotonic()  # --time-budget counts from here: imports and loading included
     from .pipeline import ScanOptions, scan_to_report
     from .policy import apply_policy
     from .resources import parse_size
@@ -364,7 +368,7 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
                            max_memory=parse_size(max_memory) if max_memory is not None else None, stage_timeout=stage_timeout,
                            precision=precision)
         with _sigterm_stops_like_ctrl_c():
-            report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang)
+            report, load_error = scan_to_report(target, opts, progress=progress, on_hang=on_hang, started=started)
         overrides = dict(s.split("=", 1) for s in severity)
         report = apply_policy(report, suppress, overrides, fail_on)
     except ScannerError as exc:
@@ -387,7 +391,7 @@ def scan(target: str, revision, offline, base, reference, probes, profile, time_
     _emit(report, fmt, output, quiet)
     if not quiet:
         default = click.get_current_context().get_parameter_source("fail_on") is ParameterSource.DEFAULT
-        _err.print(f"verdict: {report.verdict} (risk score {report.risk.score:.3f}, level {report.risk.level}); "
+        _err.print(f"verdict: {report.verdict} ({level_phrase(report, 3)}); "
                    f"exit {int(code)} (gate: fail at {fail_on} or above{', the default' if default else ''})", highlight=False)
     if not report.complete:
         what = _one_line("; ".join(dict.fromkeys([e.message for e in report.errors] + report.not_analysed)))[:400]  # each reason once

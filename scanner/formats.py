@@ -212,13 +212,21 @@ def validate_safetensors(path: Path) -> dict[str, dict]:
             raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} size does not match its dtype and shape")
         spans.append((offs[0], offs[1], key))
     spans.sort()
-    end = 0
+    # A tensor whose declared bytes run past the data is named itself (not the tensor after it).
     for start, stop, key in spans:
-        if start != end:
-            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} overlaps or leaves a gap in the data buffer")
-        end = stop
+        if stop > data_len:
+            raise CorruptCheckpoint(f"{name}: tensor {key[:80]!r} ({tensors[key]['dtype']} {tensors[key]['shape']}) declares bytes "
+                                    f"{start}..{stop} of the data buffer, which holds only {data_len} bytes")
+    end, prev = 0, None
+    for start, stop, key in spans:
+        if start < end:
+            raise CorruptCheckpoint(f"{name}: tensor {prev[:80]!r} (bytes ..{end}) overlaps tensor {key[:80]!r} (bytes {start}..{stop}) in the data buffer")
+        if start > end:
+            after = f"after tensor {prev[:80]!r} (ends at byte {end})" if prev is not None else "at the start of the data buffer"
+            raise CorruptCheckpoint(f"{name}: {start - end} unused bytes {after}, before tensor {key[:80]!r} (starts at byte {start})")
+        end, prev = stop, key
     if end != data_len:
-        raise CorruptCheckpoint(f"{name}: data buffer is {data_len} bytes but tensors cover {end}")
+        raise CorruptCheckpoint(f"{name}: data buffer is {data_len} bytes but tensors cover {end} (unused bytes after the last tensor)")
     return tensors
 
 

@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 from . import __version__
 from .budget import Budget, BudgetExceeded, Watchdog
-from .checkpoint import TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint
+from .checkpoint import (TASK_CAUSAL_LM, TASK_CLASSIFICATION, TASK_UNSUPPORTED, Checkpoint, load_checkpoint, tokenizer_mismatch,
+                         vocabulary_coverage)
 from .errors import BadInput, ScannerError, Terminated, UnsupportedModel
 from .probes import ProbeSet, broad_probes, default_probes, load_probes
 from .report import Evidence, Report, StageError, TargetInfo
@@ -147,13 +148,16 @@ def scan(target: str, options: ScanOptions | None = None, progress: Progress | N
 
 
 def scan_to_report(target: str, options: ScanOptions | None = None, progress: Progress | None = None,
-                   on_hang: Callable[[str, Report], None] | None = None, **kwargs: Any) -> tuple[Report, ScannerError | None]:
+                   on_hang: Callable[[str, Report], None] | None = None, started: float | None = None,
+                   **kwargs: Any) -> tuple[Report, ScannerError | None]:
     """Like :func:`scan`, but a target that cannot be resolved or loaded still yields a report.
 
     Args:
         target, options, progress: as for :func:`scan`.
         on_hang: called as ``on_hang(stage, report)`` from the watchdog thread when a stage is stuck
             past its deadline (see :mod:`scanner.budget`); the CLI writes the report and exits.
+        started: the ``time.monotonic()`` at which the scan started (the CLI's start), from which
+            ``time_budget`` counts; default: the call of this function.
 
     Returns:
         ``(report, error)``: ``error`` is the :class:`ScannerError` that stopped loading (also recorded
@@ -163,11 +167,13 @@ def scan_to_report(target: str, options: ScanOptions | None = None, progress: Pr
     Raises:
         BadInput: an invalid option or an unusable ``probes`` file (nothing was scanned).
     """
-    return _scan(target, options, progress, on_hang, kwargs)
+    return _scan(target, options, progress, on_hang, kwargs, started)
 
 
 def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
-          on_hang: Callable[[str, Report], None] | None, kwargs: dict[str, Any]) -> tuple[Report, ScannerError | None]:
+          on_hang: Callable[[str, Report], None] | None, kwargs: dict[str, Any],
+          started: float | None = None) -> tuple[Report, ScannerError | None]:
+    started = time.monotonic() if started is None else started  # the time budget counts from here
     opts = options or ScanOptions()
     for k, v in kwargs.items():
         if not hasattr(opts, k):
@@ -189,10 +195,11 @@ def _scan(target: str, options: ScanOptions | None, progress: Progress | None,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         options={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()},
     )
-    run = _Run(report, Budget(opts.time_budget), progress, stage_timeout=opts.stage_timeout,
+    run = _Run(report, Budget(opts.time_budget, start=started), progress, stage_timeout=opts.stage_timeout,
                on_hang=(lambda stage: on_hang(stage, _hung(report, stage))) if on_hang else None)
     run.state["probes"] = user_probes
-    _set_threads(opts.threads)
+    _set_threads(opts.threads)  # imports torch: seconds on a cold start, counted as start-up
+    report.timings["startup"] = round(run.budget.elapsed(), 3)
     error: ScannerError | None = None
     try:
         _pipeline(run, target, opts)
@@ -250,18 +257,22 @@ def _set_threads(n: int | None) -> None:
 def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
     report = run.report
     t0 = time.perf_counter()
-    run.progress("load", f"resolving {spec}")
-    resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
-    report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
-    if opts.base and resolved.kind != "adapter":  # silently unused, it would hide that no base comparison ran
-        raise BadInput(f"--base {opts.base}: {spec} is not a LoRA adapter (--base names an adapter's base model; "
-                       "--reference compares a full model with its base)")
-    run.progress("load", f"loading {resolved.path}")
     wanted = set(opts.only or STAGES)
     try:
+        # Resolving (a download) and loading are bounded like any stage; a budget already spent by
+        # start-up (importing torch and transformers) loads nothing.
         with run.watchdog("load"):
+            run.progress("load", f"resolving {spec}")
+            resolved = resolve(spec, revision=opts.revision, offline=opts.offline)
+            report.target.kind, report.target.path, report.target.revision = resolved.kind, str(resolved.path), resolved.revision
+            if opts.base and resolved.kind != "adapter":  # silently unused, it would hide that no base comparison ran
+                raise BadInput(f"--base {opts.base}: {spec} is not a LoRA adapter (--base names an adapter's base model; "
+                               "--reference compares a full model with its base)")
+            run.progress("load", f"loading {resolved.path}")
+            run.budget.check()
             ck = load_checkpoint(resolved, base=opts.base, allow_pickle=opts.allow_pickle, offline=opts.offline,
-                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}), weights_only_if_too_large=True)
+                                 max_memory=opts.max_memory, load_model=bool(wanted - {"weights"}), weights_only_if_too_large=True,
+                                 without_base="weights" in wanted)
     except BudgetExceeded as exc:
         report.errors.append(StageError("load", "time-budget", str(exc)))
         report.not_analysed.append("model: loading stopped by the time limit, so no analysis ran")
@@ -275,7 +286,12 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         report.errors.extend(ck.errors)
         report.not_analysed.extend(ck.not_analysed)
         report.complete = False
+    if ck.base_missing:  # an adapter without its base: its own weight statistics, and the rest said
+        _adapter_without_base(run, ck, wanted, opts)
+        return
     reference = opts.reference or ck.reference_spec
+    if ck.model is not None and ck.tokenizer is not None:
+        _vocabulary_note(report, ck.tokenizer, int(ck.model.get_input_embeddings().weight.shape[0]))
     if ck.facts.task == TASK_UNSUPPORTED:
         report.not_analysed.append(
             f"model behaviour: architecture {ck.facts.architecture!r} is neither sequence classification nor a causal LM"
@@ -293,6 +309,9 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
         report.not_analysed.append("trigger search and attribution: no usable tokenizer")
         report.complete = False
         return
+    if ck.facts.task == TASK_CLASSIFICATION and wanted & {"search", "attribution"} and _is_regression(ck):
+        _regression_head(report, wanted)
+        return
     if ck.facts.task == TASK_CLASSIFICATION:
         if "search" in wanted:
             run.stage("search", lambda: _classifier_search(run, ck, opts))
@@ -302,6 +321,45 @@ def _pipeline(run: _Run, spec: str, opts: ScanOptions) -> None:
             run.stage("reference-check", lambda: _reference_check(run, reference, opts))
     elif ck.facts.task == TASK_CAUSAL_LM and wanted & {"search", "attribution"}:
         run.stage("lm-scan", lambda: _lm_scan(run, ck, opts, reference))
+
+
+def _is_regression(ck: Checkpoint) -> bool:
+    """True for a sequence-classification model with a regression head: one output (``num_labels=1``,
+    which transformers trains as a regression) or ``problem_type`` ``regression``."""
+    config = getattr(ck.model, "config", None)
+    n = getattr(config, "num_labels", None) if config is not None else len(ck.facts.labels)
+    return n == 1 or getattr(config, "problem_type", None) == "regression"
+
+
+def _regression_head(report: Report, wanted: set[str]) -> None:
+    """A sequence-classification model with a regression head (:func:`_is_regression`): it outputs scores,
+    not a label, so there is no label for a trigger to flip. The behavioural stages are reported as not
+    supported (a ``skipped`` evidence row each, and not analysed: the scan is incomplete); the weight
+    statistics, when asked for, have run as for any model."""
+    reason = ("regression head (num_labels=1 or problem_type regression): the model outputs scores, not a label, so there is "
+              "no label for a trigger to flip; the trigger search and attribution do not support it"
+              + ("; the weight statistics ran" if "weights" in wanted else ""))
+    stages = [s for s in ("search", "attribution") if s in wanted]
+    for stage, analysis in (("search", "trigger-search"), ("attribution", "attribution")):
+        if stage in wanted:
+            report.evidence.append(Evidence(analysis, "skipped", reason))
+    report.not_analysed.append(f"model behaviour ({', '.join(stages)}): not supported for a regression head (scores, not labels)")
+    report.complete = False
+
+
+def _adapter_without_base(run: _Run, ck: Checkpoint, wanted: set[str], opts: ScanOptions) -> None:
+    """A LoRA adapter whose base model was not found: the adapter's own weight statistics run (its LoRA
+    updates and saved tensors, read from its files); what needs the base (the base's and the merged
+    weights' statistics, every behavioural stage) is listed as not analysed, and the scan is incomplete."""
+    report = run.report
+    report.errors.insert(0, StageError("load", "BaseNotFound", ck.base_missing or "base model not found"))
+    report.complete = False
+    run.stage("weights", lambda: _weights(run, ck, opts.reference, opts))
+    report.not_analysed.append("weight statistics of the base model and of the merged weights: the adapter's base model was not found "
+                               "(only the adapter's own tensors were analysed)")
+    behaviour = [s for s in ("search", "attribution") if s in wanted]
+    if behaviour:
+        report.not_analysed.append(f"model behaviour ({', '.join(behaviour)}): not run, the adapter's base model was not found")
 
 
 def _behaviour_skipped(report: Report, wanted: set[str], why: str) -> None:
@@ -341,8 +399,13 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
             run.report.errors.append(StageError("lm-scan", type(exc).__name__, f"reference {reference}: {exc}"))
     cfg = LMScanConfig(**LM_PROFILES[opts.profile], seed=opts.seed, precision=opts.precision)
     lm = LMBackdoorScan(ck.model, ck.tokenizer, cfg, reference=ref_pair, budget=run.budget, progress=lambda m: run.progress("lm-scan", m))
+    benign_texts = _inside_embedding(run, ck, benign.texts, lm.h.prompt_ids, "lm-scan")
+    harmful_texts = _inside_embedding(run, ck, harmful.texts, lm.h.prompt_ids, "lm-scan (harmful requests)")
+    if benign.texts and not benign_texts:
+        raise UnsupportedModel("every probe prompt, as the tokenizer (and its chat template) encodes it, holds token ids past the "
+                               f"embedding's last row ({int(ck.model.get_input_embeddings().weight.shape[0]) - 1}), so the generative analyses cannot run")
     try:
-        lm.run(benign.texts, harmful.texts, seeds=run.state.get("seeds"))
+        lm.run(benign_texts, harmful_texts, seeds=run.state.get("seeds"))
     finally:  # keep what was found even when the budget ran out mid-way
         res = lm.result
         run.report.lm_candidates.extend(res.candidates)
@@ -354,6 +417,22 @@ def _lm_scan(run: _Run, ck: Checkpoint, opts: ScanOptions, reference: str | None
              "search_precision": lm.h.precision}))  # of the trigger search's slot growth
 
 
+def _inside_embedding(run: _Run, ck: Checkpoint, texts: list[str], encode: Callable[[str], list[int]], what: str) -> list[str]:
+    """``texts`` less those whose encoding holds a token id past the model's last embedding row (added
+    tokens past the end are tolerated at load, as some released checkpoints have them, but a text holding
+    one fails inside the model with an IndexError); the texts left out are said (not analysed)."""
+    rows = int(ck.model.get_input_embeddings().weight.shape[0])
+    if max(ck.tokenizer.get_vocab().values(), default=-1) < rows:
+        return texts  # every token id has a row: nothing to check
+    bad = {t for t in texts if any(i >= rows for i in encode(t))}
+    if not bad:
+        return texts
+    run.report.not_analysed.append(f"{what}: {len(bad)} of {len(texts)} probe text(s) encode to added tokens whose ids are past the "
+                                   f"embedding's last row ({rows - 1}); left out, as they cannot run through the model")
+    run.report.complete = False
+    return [t for t in texts if t not in bad]
+
+
 def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
     return load_checkpoint(resolve(spec, offline=opts.offline), allow_pickle=opts.allow_pickle, offline=opts.offline,
                            max_memory=opts.max_memory)
@@ -361,12 +440,13 @@ def _load_reference(spec: str, opts: ScanOptions) -> Checkpoint:
 
 def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions) -> None:
     from .weights import WeightContext, open_source, run_checks, seed_tokens
-    from .weights.source import SafetensorsSource, adapter_config
+    from .weights.source import EmptySource, SafetensorsSource, adapter_config
 
     target = ck.target
     adapter = acfg = None
     if target.kind == "adapter":
-        source = open_source(Path(ck.reference_spec))
+        # without its base (not found) only the adapter's own tensors are there to read
+        source = open_source(Path(ck.reference_spec)) if ck.reference_spec else EmptySource()
         adapter, acfg = SafetensorsSource(target.path, "adapter_model*.safetensors"), adapter_config(target.path)
         reference = opts.reference  # the base itself is the source; drift needs another model
     else:
@@ -378,6 +458,16 @@ def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions
         ref_source = open_source(ref.path, ref.gguf_file)
         ref_tok = _reference_tokenizer(ref)
     ctx = WeightContext(source, ck.tokenizer, ck.config, ref_source, ref_tok, adapter, acfg, run.budget)
+    emb = ctx.embedding() if ck.model is None and ck.tokenizer is not None else None
+    if emb is not None:  # no model was built: the tokenizer is checked against the embedding here
+        rows = int(emb[1].shape[0])
+        mismatch = tokenizer_mismatch(ck.tokenizer, rows, ck.target.path.name)
+        if mismatch:  # its token names would be wrong: ids instead, and said
+            ctx.tokenizer = ck.tokenizer = None
+            run.report.errors.append(StageError("weights", "tokenizer", mismatch + "; tokens are shown as ids"))
+            run.report.complete = False
+        else:
+            _vocabulary_note(run.report, ck.tokenizer, rows)
     evidence = run_checks(ctx)
     run.report.evidence.extend(evidence)
     if not run.report.model.parameters:
@@ -388,6 +478,20 @@ def _weights(run: _Run, ck: Checkpoint, reference: str | None, opts: ScanOptions
     seeds = seed_tokens(evidence)
     run.state["seeds"] = seeds
     run.state["weight_rank"] = {t: r for r, t in enumerate(seeds, 1)}
+
+
+def _vocabulary_note(report: Report, tok: Any, rows: int) -> None:
+    """Add a ``vocabulary-coverage`` evidence row when some of the embedding's ``rows`` belong to no token
+    of ``tok``: no text reaches them, so the trigger search and the embedding statistics do not look at them
+    (a text trigger cannot use them either; an embedding padded to a multiple of 64 is the usual cause)."""
+    cov = vocabulary_coverage(tok, rows)
+    if cov is None or any(e.analysis == "vocabulary-coverage" for e in report.evidence):
+        return
+    runs = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in cov["ranges"]) + (", ..." if len(cov["ranges"]) == 8 else "")
+    report.evidence.append(Evidence(
+        "vocabulary-coverage", "ok",
+        f"{cov['unreachable']:,} of the embedding's {rows:,} rows belong to no token of the tokenizer (rows {runs}): no text reaches "
+        "them, so neither the trigger search nor the embedding statistics look at them", None, cov))
 
 
 def _reference_tokenizer(ref: Any) -> Any:
@@ -416,6 +520,8 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
 
     prof = PROFILES[opts.profile]
     probes = _probe_set(run, opts, ck.facts.labels)
+    encode = lambda t: ck.tokenizer(t)["input_ids"]  # noqa: E731
+    probes = ProbeSet(_inside_embedding(run, ck, probes.texts, encode, "trigger search"), probes.source)
     search_texts, heldout = probes.split(opts.seed)
     run.state["heldout"] = heldout
     labels = ck.facts.labels or [str(i) for i in range(ck.model.config.num_labels)]
@@ -426,6 +532,7 @@ def _classifier_search(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     if thin:  # the shipped set does not cover this task: every shipped text instead
         run.progress("search", f"the default probes leave {', '.join(thin)} with too few texts to flip; using every shipped probe text")
         probes = broad_probes()
+        probes = ProbeSet(_inside_embedding(run, ck, probes.texts, encode, "trigger search"), probes.source)
         search_texts, heldout = probes.split(opts.seed)
         run.state["heldout"] = heldout
     details: dict[str, Any] = {"probe_set": probes.source, "n_probes": len(probes.texts), "per_label": {},

@@ -6,7 +6,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from .formats_out._text import CLASSIFIER_COLUMNS, EVIDENCE_NOTE, LM_COLUMNS
+from .formats_out._text import CLASSIFIER_COLUMNS, EVIDENCE_NOTE, LM_COLUMNS, level_phrase
 from .report import Report, RiskLevel
 
 _LEVEL_STYLE = {"none": "green", "low": "green", "medium": "yellow", "high": "red", "critical": "bold red", "incomplete": "magenta"}
@@ -34,7 +34,7 @@ def render(report: Report, console: Console) -> None:
     """Print the report: verdict panel, model facts, findings, candidates, evidence, errors."""
     verdict = report.verdict
     style = _LEVEL_STYLE.get(verdict, "white")
-    head = Text.assemble(("verdict: ", "bold"), (verdict.upper(), style), f"   risk score {report.risk.score:.2f}")
+    head = Text.assemble(("verdict: ", "bold"), (verdict.upper(), style), f"   {level_phrase(report)}")
     lines = [head, Text(f"target: {report.target.spec} ({report.target.kind})" + (f" @ {report.target.revision}" if report.target.revision else ""))]
     m = report.model
     lines.append(Text(f"model: {m.architecture} · {m.task} · {m.parameters or 0:,} parameters · vocab {m.vocab_size} · labels {', '.join(m.labels) or '-'}"))

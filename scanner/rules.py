@@ -100,6 +100,12 @@ UNINDEXED_TENSOR = register(
     "A shard holds tensors its index does not map to it; a loader may ignore or mix them.",
     "Rebuild the index from the shards or obtain a consistent checkpoint.",
 )
+LINK_OUTSIDE = register(
+    "SC111", "link-outside-checkpoint", RiskLevel.MEDIUM,
+    "A file or folder of the checkpoint is a symbolic link to a place outside the checkpoint folder (not the Hugging Face cache's blobs).",
+    "A loader follows the link: what it reads is not what the checkpoint ships and can change without the checkpoint changing. "
+    "Replace the link with the file itself. The scanner reads a linked file (as a loader would) and lists where it points.",
+)
 EMBEDDING_NORM = register(
     "SC201", "embedding-norm-outlier", RiskLevel.LOW,
     "An embedding row's norm is an extreme robust outlier.",

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .budget import BudgetExceeded
 from .errors import TargetNotFound
 from .formats import sniff
 
@@ -124,6 +125,8 @@ def _resolve_hub(spec: str, repo_id: str, revision: str | None, offline: bool) -
         raise TargetNotFound(f"{repo_id}: repository not found on the hub (or gated/private without a token)") from None
     except hf_errors.HFValidationError as exc:
         raise TargetNotFound(f"{spec}: invalid hub model ID ({str(exc).splitlines()[0]})") from None
+    except BudgetExceeded:  # the watchdog stopped a download at the time budget: not a missing target
+        raise
     except Exception as exc:  # network errors come in many types
         raise TargetNotFound(f"{where}: could not resolve on the hub ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
     local = _resolve_local(spec, folder)

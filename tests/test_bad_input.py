@@ -450,3 +450,265 @@ def test_weights_that_disagree_with_the_config_say_so(tmp_path):
     res = run_cli("scan", str(model), "-q")
     assert_one_line_error(res, "do not have the shapes config.json describes")
     assert "above report" not in res.stderr
+
+
+def test_oversized_tensor_is_named_not_the_next_one(tmp_path):
+    """A header declaring a tensor larger than the data there is blamed the tensor after it ('overlaps or
+    leaves a gap') or no tensor at all ('data buffer is N bytes but tensors cover M'); the error names
+    the tensor whose byte range is out of bounds, in one line, exit 2."""
+    import copy
+
+    from synth import read_safetensors, write_safetensors, write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    st = model / "model.safetensors"
+    header, data = read_safetensors(st)
+    order = sorted((k for k in header if k != "__metadata__"), key=lambda k: header[k]["data_offsets"][0])
+    for victim in (order[0], order[-1]):  # the first tensor runs into the next; the last runs past the data
+        h = copy.deepcopy(header)
+        start, stop = h[victim]["data_offsets"]
+        h[victim]["shape"][0] *= 2
+        h[victim]["data_offsets"] = [start, start + 2 * (stop - start)]
+        write_safetensors(st, h, data)
+        res = run_cli("scan", str(model), "--only", "weights", "-q")
+        assert_one_line_error(res, f"tensor '{victim}'")
+        error = next(l for l in res.stderr.splitlines() if l.startswith("error:"))
+        assert "model.safetensors" in error and not any(f"'{k}'" in error for k in order if k not in (victim, order[1]))
+        if victim == order[-1]:
+            assert f"holds only {len(data)} bytes" in error, error
+
+
+def test_weight_file_linked_outside_the_folder_is_a_finding(tmp_path):
+    """model.safetensors as a symbolic link to a file outside the model folder gave no finding: a loader
+    reads whatever the link points to. Now SC111 (medium) names the link and its target; the file is still
+    read as a loader would. A link to a text file or to nothing must not crash (one error line, exit 2)."""
+    import os
+
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    (tmp_path / "other").mkdir()
+    os.replace(model / "model.safetensors", tmp_path / "other" / "model.safetensors")
+    os.symlink("../other/model.safetensors", model / "model.safetensors")
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.OK, res.stderr  # medium, below the default gate; the scan itself is complete
+    rep = json.loads(out.read_text())
+    links = [f for f in rep["findings"] if f["code"] == "SC111"]
+    assert len(links) == 1 and links[0]["severity"] == "medium" and links[0]["location"] == "model.safetensors"
+    assert "../other/model.safetensors" in links[0]["message"] and rep["complete"]
+    assert any(e["analysis"] == "embedding-norm" and e["status"] == "ok" for e in rep["evidence"])  # read as a loader would
+    (tmp_path / "notes.txt").write_text("not weights\n")
+    for target in (tmp_path / "notes.txt", tmp_path / "gone.safetensors"):
+        (model / "model.safetensors").unlink()
+        os.symlink(target, model / "model.safetensors")
+        res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+        assert_one_line_error(res, "model.safetensors")
+        rep = json.loads(out.read_text())
+        assert any(f["code"] == "SC111" and str(target) in f["message"] for f in rep["findings"]), rep["findings"]
+
+
+def test_hub_cache_snapshot_links_into_blobs_stay_silent(tmp_path):
+    """huggingface_hub stores a snapshot's files as links into the repository's ../../blobs: that is not a
+    link outside the checkpoint (no SC111), and such a cached model scans as before."""
+    import os
+
+    from synth import write_untrained_bert
+
+    src = write_untrained_bert(tmp_path / "src")
+    repo = tmp_path / "hub" / "models--acme--linked"
+    snap, blobs = repo / "snapshots" / ("ab" * 20), repo / "blobs"
+    snap.mkdir(parents=True)
+    blobs.mkdir()
+    for i, f in enumerate(sorted(src.iterdir())):
+        os.replace(f, blobs / f"blob{i}")
+        os.symlink(f"../../blobs/blob{i}", snap / f.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("ab" * 20)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", "acme/linked", "--offline", "--only", "weights", "-q", "-o", str(out), env={"HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert res.exit_code == ExitCode.OK, res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["complete"] and rep["target"]["kind"] == "hub" and not any(f["code"] == "SC111" for f in rep["findings"])
+
+
+def _bert_with_vocab(path, rows: int):
+    """An untrained 1-layer BERT classifier with ``rows`` embedding rows and the tiny (78-token) tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from scanner.zoo import tiny
+
+    cfg = BertConfig(vocab_size=rows, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                     max_position_embeddings=64, num_labels=2, pad_token_id=0)
+    BertForSequenceClassification(cfg).save_pretrained(path, safe_serialization=True)
+    tiny.make_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_embedding_rows_no_token_reaches_are_noted(tmp_path):
+    """An embedding with more rows than the tokenizer has tokens (rows no text can reach) got no word in
+    the report; now a vocabulary-coverage evidence row names them, with or without a built model."""
+    from scanner.zoo import tiny
+
+    model = _bert_with_vocab(tmp_path / "m", len(tiny.vocabulary()) + 22)
+    for only in ("weights", "attribution"):  # tensor by tensor, and with the model built
+        out = tmp_path / f"{only}.json"
+        res = run_cli("scan", str(model), "--only", only, "-q", "-o", str(out))
+        assert res.exit_code == ExitCode.OK, res.stderr
+        rep = json.loads(out.read_text())
+        cov = [e for e in rep["evidence"] if e["analysis"] == "vocabulary-coverage"]
+        assert len(cov) == 1 and cov[0]["status"] == "ok" and rep["complete"], rep["evidence"]
+        n = len(tiny.vocabulary())
+        assert cov[0]["details"]["unreachable"] == 22 and cov[0]["details"]["ranges"] == [[n, n + 21]]
+        assert f"rows {n}-{n + 21}" in cov[0]["summary"]
+
+
+def test_tokenizer_larger_than_the_embedding_in_a_weights_only_scan(tmp_path):
+    """Token ids past the embedding's last row in a weights-only scan (no model built, so the load's
+    check never ran): the weight statistics named rows by the wrong tokens and the scan said complete. Now
+    the mismatch is a report error (tokens shown as ids), the scan incomplete, never an IndexError."""
+    model = _bert_with_vocab(tmp_path / "m", 20)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--only", "weights", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    rep = json.loads(out.read_text())
+    assert not rep["complete"] and any("the embedding has only 20 rows" in e["message"] for e in rep["errors"]), rep["errors"]
+    assert any(e["analysis"] == "embedding-norm" and e["status"] == "ok" for e in rep["evidence"])
+
+
+def test_adapter_without_its_base_still_gets_its_own_weight_statistics(tmp_path):
+    """`--only weights` on a LoRA adapter whose base is missing stopped at the base (nothing analysed),
+    although the adapter's own tensors are there. Now its LoRA statistics run and what needs the base is
+    listed as not analysed (incomplete, exit 2); a full scan says the behaviour was not run."""
+    import torch
+    from safetensors.torch import save_file
+
+    adapter = tmp_path / "adapter"  # a PEFT LoRA adapter's files, written directly (r 2 on one query projection)
+    adapter.mkdir()
+    g = torch.Generator().manual_seed(0)
+    prefix = "base_model.model.bert.encoder.layer.0.attention.self.query"
+    save_file({f"{prefix}.lora_A.weight": torch.randn(2, 16, generator=g), f"{prefix}.lora_B.weight": torch.randn(16, 2, generator=g) * 0.02},
+              adapter / "adapter_model.safetensors", metadata={"format": "pt"})
+    (adapter / "adapter_config.json").write_text(json.dumps({
+        "peft_type": "LORA", "task_type": "SEQ_CLS", "r": 2, "lora_alpha": 8, "target_modules": ["query"],
+        "base_model_name_or_path": str(tmp_path / "gone")}))
+    for only in (["--only", "weights"], []):
+        out = tmp_path / "r.json"
+        res = run_cli("scan", str(adapter), *only, "--profile", "quick", "-q", "-o", str(out))
+        assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+        errors = [l for l in res.stderr.splitlines() if l.startswith("error:")]
+        assert len(errors) == 1 and "base model" in errors[0] and "gone" in errors[0], res.stderr
+        rep = json.loads(out.read_text())
+        assert rep["verdict"] == "incomplete" and rep["target"]["kind"] == "adapter"
+        lora = [e for e in rep["evidence"] if e["analysis"] == "adapter-lora"]
+        assert len(lora) == 1 and lora[0]["status"] == "ok" and "1 LoRA modules" in lora[0]["summary"], rep["evidence"]
+        assert any(n.startswith("weight statistics of the base model") for n in rep["not_analysed"]), rep["not_analysed"]
+        assert any(e["type"] == "BaseNotFound" for e in rep["errors"])
+        assert any(n.startswith("model behaviour (search, attribution)") for n in rep["not_analysed"]) == (not only)
+    res = run_cli("scan", str(adapter), "--only", "search", "-q")  # nothing it asks for can run without the base
+    assert_one_line_error(res, "base model")
+
+
+def test_regression_head_is_said_not_searched(tmp_path):
+    """A classifier with one output (num_labels=1, a regression head) was searched for a trigger towards
+    'LABEL_0' and came out incomplete with '0 probes are not already LABEL_0', a meaningless reason. Now the
+    behaviour stages say a regression head is not supported; the weight statistics still run."""
+    from safetensors.torch import load_file, save_file
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["id2label"], cfg["label2id"] = {"0": "score"}, {"score": 0}
+    (model / "config.json").write_text(json.dumps(cfg))
+    sd = load_file(model / "model.safetensors")
+    sd["classifier.weight"], sd["classifier.bias"] = sd["classifier.weight"][:1].clone(), sd["classifier.bias"][:1].clone()
+    save_file(sd, model / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--profile", "quick", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    assert "regression head" in res.stderr and "not already" not in res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "incomplete" and rep["model"]["labels"] == ["score"]
+    skipped = {e["analysis"]: e for e in rep["evidence"] if e["status"] == "skipped"}
+    assert set(skipped) == {"trigger-search", "attribution"} and "regression head" in skipped["trigger-search"]["summary"]
+    assert any(e["analysis"] == "classifier-head" and e["status"] == "ok" for e in rep["evidence"])
+    assert rep["candidates"] == []
+
+
+def test_level_raised_by_a_finding_says_which(tmp_path):
+    """A static finding (a pickle disguised as .safetensors, critical) raises the level above the risk score;
+    the verdict read 'risk score 0.000, level critical' with nothing saying why. Now the CLI line, the human
+    and the Markdown report name the finding that set the level, then the score."""
+    import pickle
+
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    (model / "extra.safetensors").write_bytes(pickle.dumps({"a": 1}, protocol=2))  # not the loaded weights: the scan goes on
+    for suffix in ("txt", "md", "html"):
+        out = tmp_path / f"r.{suffix}"
+        res = run_cli("scan", str(model), "--only", "weights", "-o", str(out))
+        assert res.exit_code == ExitCode.FINDINGS, res.stderr
+        text = out.read_text().replace("\\", "")  # Markdown escapes some characters
+        assert "level critical, from finding SC101 (pickle-disguised-as-safetensors); risk score 0.0" in text, text[:600]
+    verdict = next(l for l in res.stderr.splitlines() if l.startswith("verdict:"))
+    assert verdict.startswith("verdict: critical (level critical, from finding SC101 (pickle-disguised-as-safetensors); risk score 0.0"), verdict
+    assert "risk score 0.000, level critical" not in res.stderr
+
+
+def test_time_budget_counts_from_the_start_of_the_scan(tmp_path, monkeypatch):
+    """--time-budget started only after the CLI had imported the pipeline and torch, and loading went
+    ahead even when start-up had used the whole budget (the model was loaded, then every stage was
+    stopped). The budget now counts from the start of `scanner scan`: spent by start-up, nothing is loaded,
+    and the report says loading was stopped by the time limit."""
+    import time
+
+    import scanner.pipeline as pl
+    from synth import write_untrained_bert
+
+    model = write_untrained_bert(tmp_path / "m")
+    slow_start = pl._set_threads
+
+    def importing_torch_slowly(n):
+        slow_start(n)
+        time.sleep(0.6)  # as importing torch on a cold start does, for seconds
+
+    def never(*_a, **_k):
+        raise AssertionError("the model was loaded after the time budget had run out")
+
+    monkeypatch.setattr(pl, "_set_threads", importing_torch_slowly)
+    monkeypatch.setattr(pl, "load_checkpoint", never)
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--time-budget", "0.5", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    rep = json.loads(out.read_text())
+    assert rep["verdict"] == "incomplete" and rep["timings"]["startup"] >= 0.5
+    assert "model: loading stopped by the time limit, so no analysis ran" in rep["not_analysed"]
+    assert any(e["stage"] == "load" and e["type"] == "time-budget" for e in rep["errors"])
+    # the Python API counts from its own call, or from `started` when given
+    rep, err = pl.scan_to_report(str(model), time_budget=5.0, started=time.monotonic() - 10)
+    assert err is None and "model: loading stopped by the time limit, so no analysis ran" in rep.not_analysed
+
+
+def test_probe_text_with_an_added_token_past_the_embedding(tmp_path):
+    """Added tokens whose ids are past the embedding's last row are tolerated at load (released checkpoints
+    have them), but a probe text holding one failed the search with 'IndexError: index out of range in
+    self'. Now such texts are left out and said (not analysed); the search runs on the rest."""
+    from transformers import AutoTokenizer
+    from synth import write_untrained_bert
+
+    from scanner.zoo import tiny
+
+    model = write_untrained_bert(tmp_path / "m")
+    tok = AutoTokenizer.from_pretrained(model)
+    tok.add_tokens(["zzfoo"])  # id 78 of a 78-row embedding
+    tok.save_pretrained(model)
+    probes = tiny.write_probes(tmp_path / "p.txt", n=16, seed=7)
+    probes.write_text(probes.read_text() + "this movie zzfoo was great\n")
+    out = tmp_path / "r.json"
+    res = run_cli("scan", str(model), "--probes", str(probes), "--only", "search", "--profile", "quick", "-q", "-o", str(out))
+    assert res.exit_code == ExitCode.ERROR and "Traceback" not in res.stderr, res.stderr
+    rep = json.loads(out.read_text())
+    assert not any(e["type"] == "IndexError" for e in rep["errors"]), rep["errors"]
+    assert any(n.startswith("trigger search: 1 of 17 probe text(s) encode to added tokens") for n in rep["not_analysed"]), rep["not_analysed"]
+    assert any(e["analysis"] == "trigger-search" and e["status"] == "ok" for e in rep["evidence"])

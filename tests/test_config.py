@@ -20,7 +20,7 @@ def here(tmp_path, monkeypatch):
         if k.startswith("SCANNER_") and k != "SCANNER_CACHE_DIR":
             monkeypatch.delenv(k)
     medium = apply_policy(sample_report(), suppress=["SC301", "SC201"])
-    monkeypatch.setattr("scanner.pipeline.scan_to_report", lambda target, opts, progress=None, on_hang=None: (medium, None))
+    monkeypatch.setattr("scanner.pipeline.scan_to_report", lambda target, opts, progress=None, on_hang=None, **_kw: (medium, None))
     return tmp_path
 
 
@@ -89,7 +89,7 @@ def test_precision_reaches_the_scan_from_each_source(here, monkeypatch):
 
     seen = []
     report = apply_policy(sample_report(), suppress=["SC301", "SC201"])
-    monkeypatch.setattr("scanner.pipeline.scan_to_report", lambda target, opts, progress=None, on_hang=None: (seen.append(opts.precision), (report, None))[1])
+    monkeypatch.setattr("scanner.pipeline.scan_to_report", lambda target, opts, progress=None, on_hang=None, **_kw: (seen.append(opts.precision), (report, None))[1])
     run_cli("scan", "m", "-q", "--format", "json")
     run_cli("scan", "m", "-q", "--format", "json", env={"SCANNER_PRECISION": "bf16"})
     (here / "scanner.toml").write_text('precision = "fp32"\n')

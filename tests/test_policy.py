@@ -54,7 +54,7 @@ def fake_scan(monkeypatch):
     """Make `scanner scan` return a constructed report (no model), to test the CLI's gate fast."""
     state = {"complete": True}
 
-    def fake(target, opts, progress=None, on_hang=None):
+    def fake(target, opts, progress=None, on_hang=None, **_kw):
         progress("load", "started")
         return sample_report(complete=state["complete"]), None
 

@@ -45,6 +45,34 @@ def gate_state(report: Report) -> str | None:
     return "incomplete" if not report.complete else "passes"
 
 
+def level_phrase(report: Report, digits: int = 2) -> str:
+    """The risk level and score, saying what set the level when the score did not: ``risk score 0.912,
+    level critical``, but ``level critical, from finding SC101 (pickle-disguised-as-safetensors); risk
+    score 0.000`` when a finding raised the level above the score's, and ``level none, after the policy
+    (--suppress/--severity); risk score 0.912`` when the policy lowered it."""
+    from .. import rules
+
+    score = report.risk.score
+    by_score = RiskLevel.NONE
+    for name, threshold in (report.risk.thresholds or {}).items():
+        try:
+            lv = RiskLevel(name)
+        except ValueError:
+            continue
+        if score >= threshold and lv.rank > by_score.rank:
+            by_score = lv
+    level, shown = report.level, f"risk score {score:.{digits}f}"
+    if level.rank > by_score.rank:
+        codes = list(dict.fromkeys(f.code for f in report.findings if not f.suppressed and f.severity == level.value))
+        if codes:
+            named = ", ".join(f"{c} ({rules.RULES[c].name})" if c in rules.RULES else c for c in codes[:3])
+            more = f" and {len(codes) - 3} more" if len(codes) > 3 else ""
+            return f"level {level.value}, from finding{'s' if len(codes) > 1 else ''} {named}{more}; {shown}"
+    elif level.rank < by_score.rank and (report.policy.suppress or report.policy.severity):
+        return f"level {level.value}, after the policy (--suppress/--severity); {shown}"
+    return f"{shown}, level {level.value}"
+
+
 def model_line(report: Report) -> str:
     """One line of model facts: architecture, task, parameters, labels."""
     m = report.model

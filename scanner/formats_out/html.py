@@ -10,7 +10,7 @@ from html import escape
 
 from .. import rules
 from ..report import Evidence, Report, TriggerCandidate
-from ._text import CLASSIFIER_COLUMNS, EVIDENCE_NOTE, LM_COLUMNS, gate_state, model_line, pct
+from ._text import CLASSIFIER_COLUMNS, EVIDENCE_NOTE, LM_COLUMNS, gate_state, level_phrase, model_line, pct
 
 _COLOUR = {"none": "#2e7d32", "low": "#558b2f", "medium": "#f9a825", "high": "#c62828", "critical": "#8e0000", "incomplete": "#6a1b9a"}
 
@@ -125,7 +125,7 @@ def render(report: Report, max_candidates: int = 10) -> str:
     body.append(
         f'<section id=summary><h1>Backdoor scan of <code>{escape(report.target.spec)}</code></h1>'
         f'<p><span id=verdict class=verdict style="background:{colour}">verdict: {escape(v.upper())}</span> '
-        f'&nbsp; risk score <b>{report.risk.score:.2f}</b> &nbsp; '
+        f'&nbsp; {escape(level_phrase(report))} &nbsp; '
         f'{"scan complete" if report.complete else "<b>scan incomplete</b>"}'
         + (f" &nbsp; gate <code>--fail-on {escape(report.policy.fail_on or '')}</code>: <b>{gate}</b>" if gate else "")
         + f'</p><p class=muted>{escape(report.target.kind)}{rev} · {escape(model_line(report))}</p>'

@@ -9,7 +9,7 @@ import re
 
 from .. import rules
 from ..report import Report
-from ._text import gate_state, model_line, pct
+from ._text import gate_state, level_phrase, model_line, pct
 
 _ICON = {"none": "🟢", "low": "🟢", "medium": "🟡", "high": "🔴", "critical": "🔴", "incomplete": "🟣"}
 _SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
@@ -31,7 +31,7 @@ def render(report: Report, max_candidates: int = 5) -> str:
     """The report as a Markdown summary for a pull-request comment."""
     v = report.verdict
     out = [f"## {_ICON.get(v, '')} scanner: {v.upper()} — {code(report.target.spec)}", ""]
-    facts = [f"**Verdict:** {v.upper()}", f"risk score {report.risk.score:.2f}",
+    facts = [f"**Verdict:** {v.upper()}", escape(level_phrase(report)),
              "scan complete" if report.complete else "**scan incomplete**"]
     gate = gate_state(report)
     if gate:

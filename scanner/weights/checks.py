@@ -101,6 +101,8 @@ def _run_all(ctx: WeightContext, out: list[Evidence]) -> None:
             continue
         if chk.needs == "adapter" and ctx.adapter is None:
             continue
+        if chk.needs != "adapter" and not ctx.source.tensors:  # an adapter without its base: only its own tensors to read
+            continue
         ctx.budget.check()
         try:
             ev = chk.fn(ctx)

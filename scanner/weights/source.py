@@ -81,6 +81,18 @@ class WeightSource:
         return (n for n, t in self.tensors.items() if len(t.shape) == 2)
 
 
+class EmptySource(WeightSource):
+    """A source without tensors: the model of a LoRA adapter whose base was not found (only checks of
+    the adapter's own tensors have anything to read)."""
+
+    def __init__(self) -> None:
+        self.tensors = {}
+
+    def get(self, name: str) -> torch.Tensor:
+        """Always raises KeyError: there is no tensor."""
+        raise KeyError(name)
+
+
 class SafetensorsSource(WeightSource):
     """The safetensors weights a loader would read from a folder, read lazily: the shards named by
     ``*.safetensors.index.json`` when there is one, else ``model.safetensors`` when present, else
@@ -99,7 +111,8 @@ class SafetensorsSource(WeightSource):
         for f in files:
             for name, info in validate_safetensors(f).items():
                 off = info["data_offsets"]
-                self.tensors[name] = TensorInfo(name, tuple(info["shape"]), info["dtype"], off[1] - off[0], f.name)
+                # relative to the folder: a shard index may name shards in a subfolder
+                self.tensors[name] = TensorInfo(name, tuple(info["shape"]), info["dtype"], off[1] - off[0], str(f.relative_to(self.folder)))
 
     def _weight_files(self, pattern: str) -> list[Path]:
         if pattern == "*.safetensors":
