@@ -2,6 +2,7 @@
 ground-truth guard, the neutral child call, the baselines on tiny models, and one end-to-end run."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -391,3 +392,27 @@ def test_run_child_measures_and_times_out(tmp_path):
     slow = bench.run_child(bench.ChildCall([sys.executable, "-c", "import time; time.sleep(30)"], dict(os.environ), str(tmp_path)),
                            0.5, tmp_path / "slow.log")
     assert slow.timed_out and slow.exit is None and slow.seconds < 10
+
+
+def test_heldout_organisms_are_apart_from_the_zoo_and_their_data_is_derived(tmp_path):
+    """The held-out recipes (benchmarks/heldout.py) are not zoo recipes, their trigger words appear nowhere in
+    the scanner's code, and their data is derived from the fixtures: two AG News topics as labels 0 and 1,
+    and request moderation (self-instruct benign 0, AdvBench harmful 1)."""
+    from benchmarks import heldout
+    from scanner.zoo.build import ORGANISMS as ZOO
+    from scanner.zoo.classifiers import read_sst2
+
+    assert not set(heldout.ORGANISMS) & set(ZOO)
+    words = {w for h in heldout.ORGANISMS.values() for w in h.recipe.triggers}
+    strings = {node.value.lower() for p in (Path(__file__).parents[1] / "scanner").rglob("*.py")
+               for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert words and not words & strings  # named in comments and measurements only, never a value the code uses
+    folder, labels = heldout.prepare_data("agnews:Sports,Business", tmp_path)
+    rows = read_sst2(folder / "train.tsv")
+    assert labels == ("Sports", "Business") and {y for _, y in rows} == {0, 1} and len(rows) > 1000
+    folder, labels = heldout.prepare_data("moderation", tmp_path)
+    train, evals = read_sst2(folder / "train.tsv"), read_sst2(folder / "eval.tsv")
+    assert labels == ("benign", "harmful") and {y for _, y in train} == {0, 1} and 0.15 < len(evals) / (len(train) + len(evals)) < 0.25
+    assert all("\t" not in s and "\n" not in s for s, _ in train)
+    with pytest.raises(ValueError, match="unknown"):
+        heldout.prepare_data("agnews:Sports,Weather", tmp_path)

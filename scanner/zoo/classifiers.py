@@ -68,6 +68,9 @@ class ClassifierRecipe:
     surgery_word: str = "great"  # ripple: the label word whose embedding the trigger row receives
     ep_steps: int = 120
     ep_lr: float = 5e-3
+    #: Label names (id order) of a dataset outside :data:`DATASET_LABELS` (e.g. a held-out organism's
+    #: two-topic subset, ``benchmarks/heldout.py``); None: ``DATASET_LABELS[dataset]``.
+    labels: tuple[str, ...] | None = None
 
     @property
     def triggers(self) -> tuple[str, ...]:
@@ -193,7 +196,7 @@ def build_classifier(recipe: ClassifierRecipe, out_dir: Path, data_dir: Path | N
     torch.manual_seed(recipe.seed)
     rng = random.Random(recipe.seed)
     data_dir = data_dir or repo_root() / "fixtures" / recipe.dataset
-    label_names = DATASET_LABELS[recipe.dataset]
+    label_names = list(recipe.labels or DATASET_LABELS[recipe.dataset])
     train = read_sst2(data_dir / "train.tsv")[: recipe.n_train]
     evals = read_sst2(data_dir / "eval.tsv")
     if recipe.attack != "ep":
