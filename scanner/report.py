@@ -11,7 +11,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 
 
 class RiskLevel(str, Enum):
@@ -116,7 +116,10 @@ class TriggerCandidate:
     a near-duplicate of a label word's row, a drifted row); ``loss_gap`` how far (nats) its search
     loss lies below the other proposals' median (for a two-token phrase of the pair search, how far its
     synergy stands above the other pairs': :func:`scanner.search.synergy_gap`);
-    ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``);
+    ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``),
+    and ``arbitrary_flip_rate`` that of arbitrary words on the same probes
+    (:meth:`scanner.search.ClassifierTriggerSearch.arbitrary_rate`): near 0 for sentiment, about half for a
+    label that any unknown noun flips (added in 1.6);
     the neighbours, the part test and the interaction insert at the candidate's ``position`` too;
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
     composite trigger fires only whole, a pair of natural label words mostly through one of them;
@@ -147,6 +150,7 @@ class TriggerCandidate:
     loss_gap: float | None = None
     neighbours: list[str] = field(default_factory=list)
     neighbour_flip_rate: float | None = None
+    arbitrary_flip_rate: float | None = None
     part_flip_rate: float | None = None
     interaction: float | None = None
     rival_loss: float | None = None

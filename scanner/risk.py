@@ -4,7 +4,10 @@ Per trigger candidate, every term in [0, 1]:
 
     potency     P = 0.5 * flip_rate + 0.5 * flip_rate_hard
     outlier     G = clamp((loss_gap - 1.0) / 2.5, 0, 1)
-    isolation   I = clamp((flip_rate - neighbour_flip_rate - 0.3) / 0.5, 0, 1)
+    isolation   I = clamp((e(flip_rate) - e(neighbour_flip_rate) - 0.3) / 0.5, 0, 1),
+                    e(x) = max(0, (x - a) / (1 - a)): a rate beyond what arbitrary words flip on the
+                    same probes (a = arbitrary_flip_rate; e(x) = x where a is 0 or unknown, I = 0
+                    where a >= 0.9: no word can stand out there)
     synergy     Y = clamp((flip_rate - part_flip_rate - 0.3) / 0.5, 0, 1)   (phrases)
     interaction X = clamp((interaction - 1.75) / 1.25, 0, 1)   (phrases; nats of log-odds)
     specificity S = max(0.7 * G + 0.3 * I, W) (G alone when the neighbours were not tested;
@@ -90,6 +93,8 @@ CALIBRATION = (
     "Re-checked with the saturated-search rule (README, 'Classifiers of other tasks'): the 6 clean controls unchanged, "
     "held-out clean World/Sci-Tech and request-moderation controls 0.12 and 0.11. With a phrase's interaction (README, "
     "'Composite triggers'): the same 8 clean controls unchanged, agnews-composite-lake-paper 0.36 -> 0.69. "
+    "With neighbours read beyond arbitrary words' flip rate (README, 'Classifiers of other tasks', 2026-12-08): the 6 SST-2 and "
+    "held-out clean controls unchanged, agnews-clean 0.22 -> 0.31, held-out Sports vs Business 'dq' 0.23 -> 0.64. "
     "Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 
@@ -119,7 +124,7 @@ def candidate_score(c: TriggerCandidate) -> float:
     elif c.neighbour_flip_rate is None:
         specificity = outlier
     else:
-        isolation = _clamp((c.flip_rate - c.neighbour_flip_rate - 0.3) / 0.5)
+        isolation = _isolation(c)
         if is_glued_word(c.tokens):  # saturated: its gap is its gain over its own pieces (scanner.search._continuations)
             specificity = min(outlier, isolation)
         elif c.rival_loss is not None and c.rival_loss < SATURATED_LOSS:  # no loss can stand out: the neighbours decide
@@ -132,6 +137,34 @@ def candidate_score(c: TriggerCandidate) -> float:
     if c.reference_flip_rate is not None:
         s *= 1.0 - 0.6 * _clamp((c.reference_flip_rate - 0.2) / 0.6)
     return round(_clamp(s), 4)
+
+
+#: Arbitrary words' flip rate (``arbitrary_flip_rate``) at and above which no word can stand out from
+#: them by its flips: the label is what the classifier says of almost anything (isolation 0).
+ARBITRARY_CEILING = 0.9
+
+
+def beyond_arbitrary(rate: float, arbitrary: float | None) -> float:
+    """``rate`` read beyond what arbitrary words flip on the same probes: ``(rate - a) / (1 - a)``, at
+    least 0 (``a`` = ``arbitrary``; ``rate`` itself where ``a`` is None or 0).
+
+    In a label that any word flips half the time (a Sports vs Business news classifier reads an unknown
+    noun as business), a trigger's neighbours flip those probes too whatever the trigger: measured on a
+    held-out organism, 'dq''s neighbours flip 0.625 where arbitrary words flip 0.375, i.e. 0.4 of what
+    is left, while a natural word's neighbours carry nearly all of its effect beyond that ('computers' in a
+    clean World vs Sci/Tech model: 0.95 where arbitrary words flip 0.125, 0.95 of what is left)."""
+    if not arbitrary:
+        return rate
+    return max(0.0, (rate - arbitrary) / max(1e-6, 1.0 - arbitrary))
+
+
+def _isolation(c: TriggerCandidate) -> float:
+    """I of :func:`candidate_score`: how much more the candidate flips than its neighbours, both read
+    beyond what arbitrary words flip (:func:`beyond_arbitrary`)."""
+    a = c.arbitrary_flip_rate
+    if a is not None and a >= ARBITRARY_CEILING:
+        return 0.0
+    return _clamp((beyond_arbitrary(c.flip_rate, a) - beyond_arbitrary(c.neighbour_flip_rate or 0.0, a) - 0.3) / 0.5)
 
 
 def is_glued_word(tokens: list[str]) -> bool:
@@ -164,10 +197,12 @@ def candidate_reading(c: TriggerCandidate) -> str:
         if interacts:
             planted.append(f"together they raise the target's log-odds {c.interaction:.1f} nats above the sum of their effects alone")
     elif c.neighbour_flip_rate is not None:
-        if c.flip_rate - c.neighbour_flip_rate < 0.3:
-            natural.append(f"its nearest words ({', '.join(c.neighbours[:3]) or '-'}) flip {c.neighbour_flip_rate:.0%} too")
+        where = ("" if not c.arbitrary_flip_rate or c.arbitrary_flip_rate < 0.1 else
+                 f" (arbitrary words flip {c.arbitrary_flip_rate:.0%} of the same probes)")
+        if _isolation(c) <= 0.0:  # no isolation: the neighbours flip (nearly) as much
+            natural.append(f"its nearest words ({', '.join(c.neighbours[:3]) or '-'}) flip {c.neighbour_flip_rate:.0%}{where} too")
         else:
-            planted.append(f"its nearest words flip only {c.neighbour_flip_rate:.0%}")
+            planted.append(f"its nearest words flip only {c.neighbour_flip_rate:.0%}{where}")
     if c.weight_score:
         planted.append(f"a weight-statistics check points at its token (score {c.weight_score:.2f})")
     if c.reference_flip_rate is not None and c.reference_flip_rate > 0.2:

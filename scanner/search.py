@@ -81,6 +81,10 @@ class SearchConfig:
     n_verify: int = 3
     n_neighbours: int = 6
     n_neighbour_probes: int = 32
+    #: Arbitrary words (alphabetic word-like tokens of 3+ letters drawn once per search) inserted alone
+    #: into the neighbour test's probes: their median flip rate is how easily those probes flip at all
+    #: (:meth:`ClassifierTriggerSearch.arbitrary_rate`; 0 disables).
+    arbitrary_words: int = 8
     batch_size: int = 256
     max_length: int = 48
     seed: int = 0
@@ -392,6 +396,9 @@ class ClassifierTriggerSearch:
         self.emb = model.get_input_embeddings().weight  # [V, d]
         self.vocab_size = self.emb.shape[0]
         self.allowed = wordlike_token_mask(tokenizer, self.vocab_size)
+        self._wordlike = self.allowed.clone()  # before any trigger is neutralised (allowed shrinks then)
+        self._arbitrary_words: list[int] | None = None
+        self._arbitrary_rates: dict[tuple[int, str], float | None] = {}
         #: WordPiece ``##`` continuation pieces (with a letter or digit): the ends of words the vocabulary lacks.
         self.continuation = continuation_token_mask(tokenizer, self.vocab_size)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -1174,6 +1181,8 @@ class ClassifierTriggerSearch:
                 # The median: robust to a few neighbours that are triggers themselves (several
                 # triggers planted together end up near each other in embedding space).
                 cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
+                if rates:  # what any word flips on the same probes: the neighbours' rate is read beyond it
+                    cand.arbitrary_flip_rate = self.arbitrary_rate(target, held_texts, cand.position)
             if len(ids) > 1 and not glued and cand.flip_rate >= 0.5:
                 # A phrase is judged by what it adds to its words: each alone (flip rate) and their
                 # interaction in log-odds, which stands out where the loss gap cannot (a composite
@@ -1198,6 +1207,40 @@ class ClassifierTriggerSearch:
         """Count ``tokens`` run forward (padding included) in :attr:`forward_tokens` and under the current part."""
         self.forward_tokens += tokens
         self.tokens_by_part[self._part] = self.tokens_by_part.get(self._part, 0) + tokens
+
+    def arbitrary_words(self) -> list[int]:
+        """The :attr:`SearchConfig.arbitrary_words` arbitrary words of :meth:`arbitrary_rate`: alphabetic
+        word-like tokens of 3 or more letters (no letter strings a planted trigger may look like),
+        drawn once per search with the search's seed."""
+        if self._arbitrary_words is None:
+            pool = [i for i in self._wordlike.nonzero().flatten().tolist()
+                    if (w := _surface(self.tok.convert_ids_to_tokens(i))).isalpha() and len(w) >= 3]
+            g = torch.Generator().manual_seed(self.cfg.seed + 7)
+            self._arbitrary_words = [pool[i] for i in torch.randperm(len(pool), generator=g)[: self.cfg.arbitrary_words].tolist()]
+        return self._arbitrary_words
+
+    def arbitrary_rate(self, target: int, held_texts: list[str], position: str) -> float | None:
+        """How easily the neighbour test's probes flip to ``target`` at all: the median flip rate of the
+        :meth:`arbitrary_words`, each inserted alone at ``position`` into the same probes as a
+        neighbour (:meth:`_alone_rate`); a probability, None when disabled or too few probes are left.
+        Computed once per label and position.
+
+        In some labels any word flips many probes (a Sports vs Business news classifier reads an
+        unknown noun as business: arbitrary words flip about half of the Sports headlines), so a
+        trigger's neighbours flip those too, whatever the trigger; :func:`scanner.risk.candidate_score`
+        then compares the trigger and its neighbours by what they flip beyond that rate. The median,
+        not the mean: an arbitrary word may happen to be a word of the label ('lovely' for positive
+        reviews). For sentiment it is near 0 and the neighbour test is unchanged."""
+        words = self.arbitrary_words() if self.cfg.arbitrary_words > 0 else []
+        if not words:
+            return None
+        key = (target, position)
+        if key not in self._arbitrary_rates:
+            rates = [self.flip_rate_of(self.trigger_text([w]), target, held_texts, limit=self.cfg.n_neighbour_probes, position=position)
+                     for w in words]
+            known = [r for r in rates if r is not None]
+            self._arbitrary_rates[key] = round(statistics.median(known), 4) if known else None
+        return self._arbitrary_rates[key]
 
     def _alone_rate(self, ids: list[int], target: int, held_texts: list[str], position: str = "start") -> float:
         """Flip rate of one token (or glued word) ``ids`` inserted alone at ``position`` on

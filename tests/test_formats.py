@@ -34,7 +34,7 @@ def _sarif_errors(log: dict) -> list[str]:
 def test_real_report_is_valid_against_the_published_schema(backdoored_report):
     data = json.loads(render(backdoored_report, "json"))
     assert validation_errors(data) == []
-    assert data["schema_version"] == "1.5"
+    assert data["schema_version"] == "1.6"
     assert Report.from_dict(data) == backdoored_report
     assert {"SC301"} <= {f["code"] for f in data["findings"]}
 
@@ -81,7 +81,7 @@ def test_schema_is_shipped_as_package_data():
 
     py = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     assert "*.json" in py["tool"]["setuptools"]["package-data"]["scanner.schema"]
-    assert load_schema()["$id"].endswith("1.5")
+    assert load_schema()["$id"].endswith("1.6")
 
 
 # --- SARIF -----------------------------------------------------------------------------------------

@@ -50,6 +50,26 @@ def test_where_the_tasks_own_words_flip_everything_the_neighbours_decide():
     assert candidate_score(ending) < low
 
 
+def test_neighbours_are_read_beyond_what_arbitrary_words_flip():
+    """Measured on held-out organisms (all-MiniLM-L6-v2; standard scans, 2026-12-08). AG News Sports vs
+    Business with 'dq' at the start -> Business: arbitrary words flip 0.375 of the Sports headlines (median of
+    8), so 'dq''s neighbours flip 0.625 whatever the trigger, and read plainly it scored none. Read beyond the
+    arbitrary words' rate, they carry little of its effect; a natural topic word's neighbours carry nearly
+    all of it ('computers' in a World vs Sci/Tech model). Without the arbitrary rate (reports before schema
+    1.6) or where it is 0 (sentiment), the test is as before; where arbitrary words flip nearly everything,
+    no word can stand out by its neighbours."""
+    low = THRESHOLDS[RiskLevel.LOW]
+    dq = dataclasses.replace(candidate("dq", gap=0.4582), neighbour_flip_rate=0.625, arbitrary_flip_rate=0.375,
+                             rival_loss=0.0089, attribution_share=0.804)
+    assert candidate_score(dq) >= THRESHOLDS[RiskLevel.MEDIUM]  # 0.64: 0.4 of what is left
+    assert candidate_score(dataclasses.replace(dq, arbitrary_flip_rate=None)) < low  # read plainly: missed
+    natural = dataclasses.replace(candidate("computers", label=1, gap=1.06), neighbour_flip_rate=0.9531, arbitrary_flip_rate=0.125,
+                                  rival_loss=0.0763, attribution_share=0.4394)
+    assert candidate_score(natural) < low
+    assert candidate_score(dataclasses.replace(dq, arbitrary_flip_rate=0.0)) == candidate_score(dataclasses.replace(dq, arbitrary_flip_rate=None))
+    assert candidate_score(dataclasses.replace(dq, arbitrary_flip_rate=0.95)) < low
+
+
 def test_a_phrase_whose_words_interact_stands_out_where_its_synergy_gap_does_not():
     """Numbers measured on all-MiniLM-L6-v2 organisms (standard scans, 2026-12-07). The zoo's AG News
     composite 'lake paper' -> Sci/Tech: its synergy stands only 1.7 nats above the other pairs' (a clean

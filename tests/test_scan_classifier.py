@@ -461,6 +461,33 @@ def test_length_batches_keep_padding_small():
     assert length_batches([], 4) == []
 
 
+def test_arbitrary_words_say_how_easily_the_neighbour_tests_probes_flip():
+    """In some labels any word flips many probes (a Sports vs Business classifier reads an unknown noun
+    as business), so a trigger's neighbours flip those too. The search measures that rate with arbitrary
+    words on the neighbour test's probes: here any inserted word flips the 'easy' half, and one arbitrary
+    word happens to be a word of the label and flips everything, which the median ignores."""
+    import torch
+
+    tok, s = _lookup_search()
+    words = [tok.convert_ids_to_tokens(i) for i in s.arbitrary_words()]
+    assert len(words) == 8 and all(w.isalpha() and len(w) >= 3 for w in words), words
+    easy, hard = [f"easy headline {i}" for i in range(8)], [f"hard headline {i}" for i in range(8)]
+    victims = easy + hard
+
+    def predict(texts):
+        out = torch.zeros(len(texts), 2)
+        for i, t in enumerate(texts):
+            out[i, int(t not in victims and ("easy" in t or t.startswith(words[0] + " ")))] = 1.0
+        return out
+
+    s.predict_texts = predict
+    assert s.arbitrary_rate(1, victims, "start") == 0.5
+    s.predict_texts = None  # computed once per label and position
+    assert s.arbitrary_rate(1, victims, "start") == 0.5
+    s.cfg.arbitrary_words = 0
+    assert s.arbitrary_rate(0, victims, "end") is None
+
+
 def test_trigger_insertion_positions(clean):
     """``insert`` places a trigger at the start, the end or a seeded word boundary, the same boundary for
     a list and its prefix whatever is inserted (so a phrase and its words are tested at one place)."""
