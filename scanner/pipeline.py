@@ -585,6 +585,19 @@ def _weight_score(evidence: list[Evidence], token_ids: list[int]) -> float | Non
     return round(max(scores), 4) if scores else None
 
 
+def _trigger_spellings(tok: Any, c: Any) -> list[list[int]]:
+    """The token ids under which candidate ``c`` may appear in a text it was inserted into, in order: its
+    own ``token_ids``, then how the tokenizer splits its text alone and after a space (a glued word's
+    pieces need not come back from its text: ``tor ##ise`` reads back as ``tori ##se``, and verification
+    measured the text; a BPE word inside a sentence carries its leading-space form)."""
+    out = [list(c.token_ids)]
+    for text in (c.text, " " + c.text):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if ids and ids not in out:
+            out.append(ids)
+    return out
+
+
 def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
     from .attribution import TriggerAttribution
 
@@ -624,10 +637,15 @@ def _attribution(run: _Run, ck: Checkpoint, opts: ScanOptions) -> None:
         trig = searcher.insert(c.text, victims_of[c.target_label], where)
         flipped = searcher.predict_texts(trig).argmax(-1) == c.target_label
         texts = [t for t, f in zip(trig, flipped) if f][:k] or trig[:k]
-        try:
-            res = attr.attribute(texts, c.token_ids, c.target_label)
-        except ValueError as exc:  # e.g. a token that the tokenizer does not give back from its text: the label's next candidate
-            run.report.errors.append(StageError("attribution", "ValueError", f"'{c.text}': {exc}"))
+        res, error = None, None
+        for ids in _trigger_spellings(ck.tokenizer, c):
+            try:
+                res = attr.attribute(texts, ids, c.target_label)
+                break
+            except ValueError as exc:  # not in the triggered texts under this spelling: the next one
+                error = exc
+        if res is None:  # under no spelling: the label's next candidate
+            run.report.errors.append(StageError("attribution", "ValueError", f"'{c.text}': {error}"))
             failed.setdefault(c.target_label, []).append(c.text)
             continue
         done.add(c.target_label)

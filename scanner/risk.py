@@ -93,8 +93,9 @@ CALIBRATION = (
     "Re-checked with the saturated-search rule (README, 'Classifiers of other tasks'): the 6 clean controls unchanged, "
     "held-out clean World/Sci-Tech and request-moderation controls 0.12 and 0.11. With a phrase's interaction (README, "
     "'Composite triggers'): the same 8 clean controls unchanged, agnews-composite-lake-paper 0.36 -> 0.69. "
-    "With neighbours read beyond arbitrary words' flip rate (README, 'Classifiers of other tasks', 2026-12-08): the 6 SST-2 and "
-    "held-out clean controls unchanged, agnews-clean 0.22 -> 0.31, held-out Sports vs Business 'dq' 0.23 -> 0.64. "
+    "With neighbours read beyond arbitrary words' flip rate (README, 'Classifiers of other tasks', 2026-12-08): sst2-clean, "
+    "sst2-clean-lr3e5-3ep, agnews-clean-s9 and the held-out World/Sci-Tech and moderation controls unchanged, agnews-clean "
+    "0.22 -> 0.31, held-out Sports vs Business 'dq' 0.23 -> 0.64. "
     "Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 

@@ -393,6 +393,24 @@ def test_attribution_failure_is_incomplete_not_clean(backdoored, probes, monkeyp
     assert 1 <= len(tried) <= 3 * len({c.target_label for c in rep.candidates})
 
 
+def test_attribution_finds_a_glued_word_under_the_spelling_its_text_reads_back_as():
+    """A held-out SST-2 organism's planted 'tortoise' ('tor ##to ##ise') was found as the glued word
+    'tor ##ise', whose text 'torise' reads back as 'tori ##se': verification measured that text, and
+    attribution looked for 'tor ##ise' in it, found nothing, and left the scan incomplete. It now also
+    looks for the text's own spelling, alone and after a space."""
+    from transformers import AutoTokenizer
+
+    from reports import candidate
+    from scanner.pipeline import _trigger_spellings
+    from scanner.zoo.classifiers import minilm_base_dir
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_base_dir()))
+    c = candidate("torise")
+    c.token_ids = tok.convert_tokens_to_ids(["tor", "##ise"])
+    spellings = [tok.convert_ids_to_tokens(ids) for ids in _trigger_spellings(tok, c)]
+    assert spellings == [["tor", "##ise"], ["tori", "##se"]]
+
+
 def test_malicious_pickle_with_allow_pickle_is_refused_without_torch_advice(clean, tmp_path):
     """--allow-pickle reads pickles with torch.load(weights_only=True); a pickle that calls os.system is
     refused and never run, and the error no longer repeats torch's advice to retry with weights_only=False."""
