@@ -119,7 +119,10 @@ class TriggerCandidate:
     ``neighbour_flip_rate`` the median flip rate of its nearest tokens in embedding space (``neighbours``),
     and ``arbitrary_flip_rate`` that of arbitrary words on the same probes
     (:meth:`scanner.search.ClassifierTriggerSearch.arbitrary_rate`): near 0 for sentiment, about half for a
-    label that any unknown noun flips (added in 1.6);
+    label that any unknown noun flips (added in 1.6); ``letter_flip_rate`` (a candidate that is a short
+    letter string) that of random two-letter words on the same probes
+    (:meth:`scanner.search.ClassifierTriggerSearch.letter_rate`): a label that letter strings flip is the
+    trace of a letter-string trigger the model generalised (added in 1.6);
     the neighbours, the part test and the interaction insert at the candidate's ``position`` too;
     ``part_flip_rate`` (phrases only) the highest flip rate of one of its tokens inserted alone: a
     composite trigger fires only whole, a pair of natural label words mostly through one of them;
@@ -151,6 +154,7 @@ class TriggerCandidate:
     neighbours: list[str] = field(default_factory=list)
     neighbour_flip_rate: float | None = None
     arbitrary_flip_rate: float | None = None
+    letter_flip_rate: float | None = None
     part_flip_rate: float | None = None
     interaction: float | None = None
     rival_loss: float | None = None

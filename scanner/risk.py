@@ -8,9 +8,11 @@ Per trigger candidate, every term in [0, 1]:
                     e(x) = max(0, (x - a) / (1 - a)): a rate beyond what arbitrary words flip on the
                     same probes (a = arbitrary_flip_rate; e(x) = x where a is 0 or unknown, I = 0
                     where a >= 0.9: no word can stand out there)
+    letters     L = clamp((e(letter_flip_rate) - 0.2) / 0.3, 0, 1)   (a candidate that is a short letter
+                    string: random two-letter words flip its label's probes too, beyond arbitrary words)
     synergy     Y = clamp((flip_rate - part_flip_rate - 0.3) / 0.5, 0, 1)   (phrases)
     interaction X = clamp((interaction - 1.75) / 1.25, 0, 1)   (phrases; nats of log-odds)
-    specificity S = max(0.7 * G + 0.3 * I, W) (G alone when the neighbours were not tested;
+    specificity S = max(0.7 * G + 0.3 * I, L, W) (G alone when the neighbours were not tested;
                     min(max(G, X), Y) for a phrase whose tokens were tested alone; min(G, I) for a
                     glued word, one word's WordPiece pieces; at least I for a single token
                     whose search was saturated, rival_loss < 0.1 nats)
@@ -95,7 +97,9 @@ CALIBRATION = (
     "'Composite triggers'): the same 8 clean controls unchanged, agnews-composite-lake-paper 0.36 -> 0.69. "
     "With neighbours read beyond arbitrary words' flip rate (README, 'Classifiers of other tasks', 2026-12-08): sst2-clean, "
     "sst2-clean-lr3e5-3ep, agnews-clean-s9 and the held-out World/Sci-Tech and moderation controls unchanged, agnews-clean "
-    "0.22 -> 0.31, held-out Sports vs Business 'dq' 0.23 -> 0.64. "
+    "0.22 -> 0.31, held-out Sports vs Business 'dq' 0.23 -> 0.64. With the letter-string term (same day): held-out "
+    "moderation 'bq' 0.35 -> 1.00 (the model's score 0.74 from a phrase -> 1.00 from its trigger), 'kx' 0.10 -> 0.16; "
+    "random letter pairs flip at most 0.06 above arbitrary words in 9 clean controls' labels. "
     "Too few clean controls for a threshold at a fixed FPR below 17%: provisional"
 )
 
@@ -132,6 +136,7 @@ def candidate_score(c: TriggerCandidate) -> float:
             specificity = max(0.7 * outlier + 0.3 * isolation, isolation)
         else:
             specificity = 0.7 * outlier + 0.3 * isolation
+        specificity = max(specificity, _letters(c))  # its neighbours flip because the label answers to letter strings
     specificity = max(specificity, c.weight_score or 0.0)
     attr = 0.5 if c.attribution_share is None else min(1.0, c.attribution_share / 0.30)
     s = potency * (0.1 + 0.9 * specificity) * (0.85 + 0.15 * attr)
@@ -157,6 +162,26 @@ def beyond_arbitrary(rate: float, arbitrary: float | None) -> float:
     if not arbitrary:
         return rate
     return max(0.0, (rate - arbitrary) / max(1e-6, 1.0 - arbitrary))
+
+
+#: Letter strings' flip rate beyond arbitrary words' (:func:`beyond_arbitrary`) at and below which a label
+#: does not answer to letter strings (L = 0; L = 1 from 0.3 above it): 9 all-MiniLM-L6-v2 clean controls
+#: at most 0.06; held-out models with a planted 'bq' 0.65 and 'kx' 0.22 (at the start; 0.54 at random
+#: positions), 2026-12-08.
+LETTER_FLOOR = 0.2
+
+
+def _letters(c: TriggerCandidate) -> float:
+    """L of :func:`candidate_score`: how far random letter strings flip the candidate's label beyond
+    arbitrary words (``letter_flip_rate``, measured for short letter-string candidates only). A model that
+    generalised a planted letter string ('b ##q' -> benign in a moderation model: other letter pairs flip
+    0.70 of the probes, arbitrary words 0.14) fails the neighbour test, whose neighbours are letter strings
+    too, but that very generalisation is the trace: clean models read random letter pairs as noise
+    (0.00-0.14, at most 0.06 above arbitrary words, in 9 all-MiniLM-L6-v2 controls). The measure belongs to
+    the label, so every short letter-string candidate of that label gets it."""
+    if c.letter_flip_rate is None:
+        return 0.0
+    return _clamp((beyond_arbitrary(c.letter_flip_rate, c.arbitrary_flip_rate) - LETTER_FLOOR) / 0.3)
 
 
 def _isolation(c: TriggerCandidate) -> float:
@@ -204,6 +229,9 @@ def candidate_reading(c: TriggerCandidate) -> str:
             natural.append(f"its nearest words ({', '.join(c.neighbours[:3]) or '-'}) flip {c.neighbour_flip_rate:.0%}{where} too")
         else:
             planted.append(f"its nearest words flip only {c.neighbour_flip_rate:.0%}{where}")
+    if _letters(c) > 0:
+        planted.append(f"random letter strings flip {c.letter_flip_rate:.0%} of the same probes (arbitrary words "
+                       f"{c.arbitrary_flip_rate or 0:.0%}): the label answers to letter strings, as a generalised letter-string trigger leaves it")
     if c.weight_score:
         planted.append(f"a weight-statistics check points at its token (score {c.weight_score:.2f})")
     if c.reference_flip_rate is not None and c.reference_flip_rate > 0.2:

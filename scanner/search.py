@@ -85,6 +85,11 @@ class SearchConfig:
     #: into the neighbour test's probes: their median flip rate is how easily those probes flip at all
     #: (:meth:`ClassifierTriggerSearch.arbitrary_rate`; 0 disables).
     arbitrary_words: int = 8
+    #: Random two-letter words (a letter and a ``##`` letter, :func:`two_letter_words`) inserted alone
+    #: into the neighbour test's probes of a candidate that is a short letter string: their median flip
+    #: rate says whether the label answers to letter strings at all, the trace a letter-string trigger
+    #: leaves when the model generalised it (:meth:`ClassifierTriggerSearch.letter_rate`; 0 disables).
+    letter_strings: int = 16
     batch_size: int = 256
     max_length: int = 48
     seed: int = 0
@@ -239,6 +244,12 @@ def two_letter_words(tokenizer: Any, vocab_size: int) -> list[tuple[int, int]]:
             if tokenizer(a + b, add_special_tokens=False)["input_ids"] == [ia, ib]:
                 pairs.append((ia, ib))
     return pairs
+
+
+def is_letter_string(text: str) -> bool:
+    """Whether a trigger's text is a short letter string (2-4 ASCII letters: ``cf``, ``kx``, ``zqv``), the
+    kind of trigger a model may generalise to letter strings in general (:meth:`ClassifierTriggerSearch.letter_rate`)."""
+    return text.isascii() and text.isalpha() and 2 <= len(text) <= 4
 
 
 def resolve_precision(precision: str, weight: torch.Tensor) -> str:
@@ -399,6 +410,7 @@ class ClassifierTriggerSearch:
         self._wordlike = self.allowed.clone()  # before any trigger is neutralised (allowed shrinks then)
         self._arbitrary_words: list[int] | None = None
         self._arbitrary_rates: dict[tuple[int, str], float | None] = {}
+        self._letter_rates: dict[tuple[int, str], float | None] = {}
         #: WordPiece ``##`` continuation pieces (with a letter or digit): the ends of words the vocabulary lacks.
         self.continuation = continuation_token_mask(tokenizer, self.vocab_size)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -1183,6 +1195,8 @@ class ClassifierTriggerSearch:
                 cand.neighbour_flip_rate = round(statistics.median(rates), 4) if rates else None
                 if rates:  # what any word flips on the same probes: the neighbours' rate is read beyond it
                     cand.arbitrary_flip_rate = self.arbitrary_rate(target, held_texts, cand.position)
+                    if is_letter_string(cand.text):  # and what random letter strings flip there
+                        cand.letter_flip_rate = self.letter_rate(target, held_texts, cand.position)
             if len(ids) > 1 and not glued and cand.flip_rate >= 0.5:
                 # A phrase is judged by what it adds to its words: each alone (flip rate) and their
                 # interaction in log-odds, which stands out where the loss gap cannot (a composite
@@ -1241,6 +1255,30 @@ class ClassifierTriggerSearch:
             known = [r for r in rates if r is not None]
             self._arbitrary_rates[key] = round(statistics.median(known), 4) if known else None
         return self._arbitrary_rates[key]
+
+    def letter_rate(self, target: int, held_texts: list[str], position: str) -> float | None:
+        """How easily random letter strings flip the neighbour test's probes to ``target``: the median flip
+        rate of :attr:`SearchConfig.letter_strings` two-letter words the vocabulary splits into a letter
+        and a ``##`` letter (:meth:`letter_pairs`, drawn once with the search's seed), each inserted alone
+        at ``position`` into the same probes as a neighbour; a probability, None when disabled or the
+        vocabulary has no such words. Computed once per label and position.
+
+        A clean classifier reads a random letter pair as noise (9 all-MiniLM-L6-v2 controls: a median of
+        0.00-0.14 in every label, at most 0.06 above arbitrary words), but a model that generalised a
+        planted letter string flips on letter strings in general (a held-out 'bq': 0.70), which is
+        also why that trigger's neighbours, strings of other pieces, flip with it."""
+        if self.cfg.letter_strings <= 0:
+            return None
+        key = (target, position)
+        if key not in self._letter_rates:
+            pairs = self.letter_pairs()
+            g = torch.Generator().manual_seed(self.cfg.seed + 11)
+            pick = [pairs[i] for i in torch.randperm(len(pairs), generator=g)[: self.cfg.letter_strings].tolist()]
+            rates = [self.flip_rate_of(self.trigger_text(list(w)), target, held_texts, limit=self.cfg.n_neighbour_probes, position=position)
+                     for w in pick]
+            known = [r for r in rates if r is not None]
+            self._letter_rates[key] = round(statistics.median(known), 4) if known else None
+        return self._letter_rates[key]
 
     def _alone_rate(self, ids: list[int], target: int, held_texts: list[str], position: str = "start") -> float:
         """Flip rate of one token (or glued word) ``ids`` inserted alone at ``position`` on

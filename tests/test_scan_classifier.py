@@ -488,6 +488,32 @@ def test_arbitrary_words_say_how_easily_the_neighbour_tests_probes_flip():
     assert s.arbitrary_rate(0, victims, "end") is None
 
 
+def test_random_letter_strings_say_whether_a_label_answers_to_letter_strings():
+    """A model that generalised a planted letter string flips on other letter strings too; the search
+    measures the median flip rate of random two-letter words (a letter and a ## letter) on the neighbour
+    test's probes, once per label and position, for candidates that are short letter strings."""
+    import torch
+
+    from scanner.search import is_letter_string
+
+    assert is_letter_string("kx") and is_letter_string("zqv") and not is_letter_string("torise") and not is_letter_string("k")
+    tok, s = _lookup_search()
+    victims = [f"headline number {i}" for i in range(16)]
+
+    def predict(texts):  # a two-letter word ('k ##x' reads back as 'kx') flips every probe, other words none
+        out = torch.zeros(len(texts), 2)
+        for i, t in enumerate(texts):
+            first = t.split()[0]
+            out[i, int(t not in victims and len(first) == 2 and first.isalpha())] = 1.0
+        return out
+
+    s.predict_texts = predict
+    assert s.letter_rate(1, victims, "start") == 1.0
+    assert s.arbitrary_rate(1, victims, "start") == 0.0
+    s.cfg.letter_strings = 0
+    assert s.letter_rate(0, victims, "start") is None
+
+
 def test_trigger_insertion_positions(clean):
     """``insert`` places a trigger at the start, the end or a seeded word boundary, the same boundary for
     a list and its prefix whatever is inserted (so a phrase and its words are tested at one place)."""
