@@ -1250,10 +1250,7 @@ class ClassifierTriggerSearch:
             return None
         key = (target, position)
         if key not in self._arbitrary_rates:
-            rates = [self.flip_rate_of(self.trigger_text([w]), target, held_texts, limit=self.cfg.n_neighbour_probes, position=position)
-                     for w in words]
-            known = [r for r in rates if r is not None]
-            self._arbitrary_rates[key] = round(statistics.median(known), 4) if known else None
+            self._arbitrary_rates[key] = self._median_rate([[w] for w in words], target, held_texts, position)
         return self._arbitrary_rates[key]
 
     def letter_rate(self, target: int, held_texts: list[str], position: str) -> float | None:
@@ -1274,11 +1271,16 @@ class ClassifierTriggerSearch:
             pairs = self.letter_pairs()
             g = torch.Generator().manual_seed(self.cfg.seed + 11)
             pick = [pairs[i] for i in torch.randperm(len(pairs), generator=g)[: self.cfg.letter_strings].tolist()]
-            rates = [self.flip_rate_of(self.trigger_text(list(w)), target, held_texts, limit=self.cfg.n_neighbour_probes, position=position)
-                     for w in pick]
-            known = [r for r in rates if r is not None]
-            self._letter_rates[key] = round(statistics.median(known), 4) if known else None
+            self._letter_rates[key] = self._median_rate([list(w) for w in pick], target, held_texts, position)
         return self._letter_rates[key]
+
+    def _median_rate(self, words: list[list[int]], target: int, held_texts: list[str], position: str) -> float | None:
+        """Median flip rate of ``words`` (token ids), each inserted alone at ``position`` into the neighbour
+        test's probes (as :meth:`_alone_rate`); None when no rate could be measured."""
+        rates = [self.flip_rate_of(self.trigger_text(w), target, held_texts, limit=self.cfg.n_neighbour_probes, position=position)
+                 for w in words]
+        known = [r for r in rates if r is not None]
+        return round(statistics.median(known), 4) if known else None
 
     def _alone_rate(self, ids: list[int], target: int, held_texts: list[str], position: str = "start") -> float:
         """Flip rate of one token (or glued word) ``ids`` inserted alone at ``position`` on
